@@ -1,0 +1,71 @@
+# PKI and kubeconfigs of the local cluster (openssl, one CA). Sourced by ci/cluster.
+# shellcheck shell=bash
+
+# _cert NAME SUBJ [SANS] [EKU]: a key and a certificate signed by the cluster CA.
+_cert() {
+  local name=$1 subj=$2 sans=${3:-} eku=${4:-clientAuth}
+  openssl genrsa -out "$PKI/$name.key" 2048 2>/dev/null
+  openssl req -new -key "$PKI/$name.key" -subj "$subj" -out "$PKI/$name.csr" 2>/dev/null
+  {
+    echo "basicConstraints=CA:FALSE"
+    echo "keyUsage=critical,digitalSignature,keyEncipherment"
+    echo "extendedKeyUsage=$eku"
+    [ -n "$sans" ] && echo "subjectAltName=$sans"
+  } >"$PKI/$name.ext"
+  openssl x509 -req -in "$PKI/$name.csr" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" -CAcreateserial \
+    -days 365 -sha256 -extfile "$PKI/$name.ext" -out "$PKI/$name.crt" 2>/dev/null \
+    || die "pki: signing $name failed"
+  rm -f "$PKI/$name.csr" "$PKI/$name.ext"
+}
+
+# _kubeconfig FILE CERTNAME: a kubeconfig with the CA and client certificate embedded.
+_kubeconfig() {
+  local file=$1 cert=$2
+  cat >"$file" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: payplane-local
+  cluster:
+    server: https://$NODE_IP:$APISERVER_PORT
+    certificate-authority-data: $(base64 -w0 "$PKI/ca.crt")
+users:
+- name: $cert
+  user:
+    client-certificate-data: $(base64 -w0 "$PKI/$cert.crt")
+    client-key-data: $(base64 -w0 "$PKI/$cert.key")
+contexts:
+- name: payplane-local
+  context: {cluster: payplane-local, user: $cert}
+current-context: payplane-local
+EOF
+  chmod 600 "$file"
+}
+
+make_pki() {
+  local t=$SECONDS
+  mkdir -p "$PKI" && chmod 700 "$PKI"
+  openssl genrsa -out "$PKI/ca.key" 2048 2>/dev/null
+  openssl req -x509 -new -key "$PKI/ca.key" -subj "/CN=payplane-local-ca" -days 3650 -sha256 \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" \
+    -out "$PKI/ca.crt" 2>/dev/null || die "pki: creating the CA failed"
+  openssl genrsa -out "$PKI/sa.key" 2048 2>/dev/null
+  openssl rsa -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
+  _cert apiserver "/CN=kube-apiserver" \
+    "DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,DNS:localhost,IP:127.0.0.1,IP:$KUBERNETES_SVC_IP,IP:$NODE_IP" serverAuth
+  _cert apiserver-kubelet-client "/CN=kube-apiserver-kubelet-client"
+  _cert admin "/O=system:masters/CN=payplane-admin"
+  _cert kube-controller-manager "/CN=system:kube-controller-manager"
+  _cert kube-scheduler "/CN=system:kube-scheduler"
+  _cert kubelet "/O=system:nodes/CN=system:node:$NODE_NAME"
+  _cert kubelet-server "/CN=$NODE_NAME" "DNS:$NODE_NAME,IP:$NODE_IP" serverAuth
+  _cert kube-proxy "/CN=system:kube-proxy"
+  _cert prometheus "/CN=payplane:prometheus"
+  _cert kwok "/CN=payplane:kwok"
+  local c
+  for c in admin kube-controller-manager kube-scheduler kubelet kube-proxy prometheus kwok; do
+    _kubeconfig "$PKI/$c.kubeconfig" "$c"
+  done
+  cp "$PKI/admin.kubeconfig" "$ADMIN_KUBECONFIG"
+  log "pki: CA, 10 certificates and 7 kubeconfigs in $PKI ($((SECONDS - t)) s)"
+}
