@@ -9,8 +9,9 @@ ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
 KWOK_VERSION="${KWOK_VERSION:-v0.8.0}"
 HELM_VERSION="${HELM_VERSION:-v3.22.0}"
 COREDNS_VERSION="${COREDNS_VERSION:-v1.15.0}"
-# Prometheus publishes its Go module as v0.3XX.Y for Prometheus v3.XX.Y.
-PROMETHEUS_VERSION="${PROMETHEUS_VERSION:-v0.316.0}"
+# Prometheus publishes its Go module as v0.3XX.Y for Prometheus v3.XX.Y. (v0.316.0 needs module
+# versions that the Go module proxy here answers 403 for; v0.315.0 resolves.)
+PROMETHEUS_VERSION="${PROMETHEUS_VERSION:-v0.315.0}"
 # Go builds share the 2 cores with Rust builds of other engineers: run them niced.
 CLUSTER_GO_NICE="${CLUSTER_GO_NICE:-10}"
 

@@ -50,8 +50,10 @@ cluster_down() {
   _umount_below "$CS"
   _umount_below /run/containerd
   local ns
-  for ns in $(ls /var/run/netns 2>/dev/null); do
-    if ! grep -qx "$ns" "$base/netns" 2>/dev/null && [[ $ns == cni-* ]]; then
+  for ns in /var/run/netns/cni-*; do
+    [ -e "$ns" ] || continue
+    ns=${ns##*/}
+    if ! grep -qx "$ns" "$base/netns" 2>/dev/null; then
       ip netns delete "$ns" 2>/dev/null || { umount "/var/run/netns/$ns" 2>/dev/null; rm -f "/var/run/netns/$ns"; }
     fi
   done
@@ -64,6 +66,7 @@ cluster_down() {
   ip link delete "$CLUSTER_BRIDGE" 2>/dev/null
   ip route del unreachable "$CLUSTER_CIDR" 2>/dev/null
   ip route del unreachable "$KWOK_CIDR" 2>/dev/null
+  ip route del "$SERVICE_CIDR" 2>/dev/null
   local tbl
   nft list tables 2>/dev/null | while read -r _ fam tname; do
     tbl="table $fam $tname"

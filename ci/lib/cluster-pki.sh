@@ -1,10 +1,13 @@
 # PKI and kubeconfigs of the local cluster (openssl, one CA). Sourced by ci/cluster.
 # shellcheck shell=bash
 
+# ECDSA P-256 keys: as secure as RSA-3072 and ~50x faster to generate than RSA on 2 busy cores.
+_key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null || die "pki: key generation failed"; }
+
 # _cert NAME SUBJ [SANS] [EKU]: a key and a certificate signed by the cluster CA.
 _cert() {
   local name=$1 subj=$2 sans=${3:-} eku=${4:-clientAuth}
-  openssl genrsa -out "$PKI/$name.key" 2048 2>/dev/null
+  _key "$PKI/$name.key"
   openssl req -new -key "$PKI/$name.key" -subj "$subj" -out "$PKI/$name.csr" 2>/dev/null
   {
     echo "basicConstraints=CA:FALSE"
@@ -45,12 +48,12 @@ EOF
 make_pki() {
   local t=$SECONDS
   mkdir -p "$PKI" && chmod 700 "$PKI"
-  openssl genrsa -out "$PKI/ca.key" 2048 2>/dev/null
+  _key "$PKI/ca.key"
   openssl req -x509 -new -key "$PKI/ca.key" -subj "/CN=payplane-local-ca" -days 3650 -sha256 \
     -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" \
     -out "$PKI/ca.crt" 2>/dev/null || die "pki: creating the CA failed"
-  openssl genrsa -out "$PKI/sa.key" 2048 2>/dev/null
-  openssl rsa -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
+  _key "$PKI/sa.key"
+  openssl pkey -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
   _cert apiserver "/CN=kube-apiserver" \
     "DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,DNS:localhost,IP:127.0.0.1,IP:$KUBERNETES_SVC_IP,IP:$NODE_IP" serverAuth
   _cert apiserver-kubelet-client "/CN=kube-apiserver-kubelet-client"

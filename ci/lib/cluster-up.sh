@@ -38,6 +38,9 @@ network_up() {
   # route (the real node's /24 on the bridge is more specific and wins).
   ip route replace unreachable "$CLUSTER_CIDR"
   ip route replace unreachable "$KWOK_CIDR"
+  # Host clients of ClusterIPs use the node address as source, never the uplink's; before kube-proxy
+  # has a rule for an address, its packets go to the bridge, not to the default route.
+  ip route replace "$SERVICE_CIDR" dev "$CLUSTER_BRIDGE" src "$NODE_IP"
   # The guard: pod traffic is never forwarded out through the uplink, and nothing on this host
   # sends cluster-range addresses (or traffic from pod addresses) out through the uplink.
   local ups up_set
