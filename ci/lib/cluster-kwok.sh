@@ -12,24 +12,16 @@ kwok_up() {
   mkdir -p "$CS/kwok"
   # Stages: nodes become Ready and keep a lease heartbeat; pods go Running (and are deleted).
   {
-    cat <<EOF
-apiVersion: config.kwok.x-k8s.io/v1alpha1
-kind: KwokConfiguration
-options:
-  manageAllNodes: false
-  manageNodesWithAnnotationSelector: kwok.x-k8s.io/node=fake
-  cidr: 10.250.128.0/17
-  nodeIP: $KWOK_NODE_IP
-  nodeLeaseDurationSeconds: 40
-  serverAddress: ""
-EOF
     local f
     for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
       pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
-      echo "---"; cat "$src/kustomize/stage/$f"
+      cat "$src/kustomize/stage/$f"; echo "---"
     done
   } >"$CS/kwok/kwok.yaml"
-  start_proc kwok "$bin/kwok" --kubeconfig="$PKI/kwok.kubeconfig" --config="$CS/kwok/kwok.yaml"
+  # No --server-address / --node-port: kwok opens no listener.
+  start_proc kwok "$bin/kwok" --kubeconfig="$PKI/kwok.kubeconfig" --config="$CS/kwok/kwok.yaml" \
+    --manage-all-nodes=false --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
+    --cidr=10.250.128.0/17 --node-ip="$KWOK_NODE_IP" --node-lease-duration-seconds=40
   sleep 1
   proc_alive kwok || { tail -n 20 "$CLUSTER_LOGS/kwok.log" >&2; die "kwok exited at start (log: $CLUSTER_LOGS/kwok.log)"; }
   log "kwok: running (pid $(proc_pid kwok))"

@@ -27,6 +27,7 @@ _smoke_files() {
   bah config --cmd '["/bin/sh","-c","echo smoke-server starting on :8080; exec httpd -f -v -p 8080 -h /www"]' "$c"
 }
 
+# busybox 1.35 (Debian) wget segfaults with -T; the smoke test uses `timeout 5 wget` instead.
 _smoke_image() {
   # busybox-static plus the page, from scratch, pushed to the local registry; the kubelet pulls it.
   local c tag="$REGISTRY_ADDR/payplane/smoke:$(date +%s)"
@@ -98,11 +99,11 @@ EOF
   _check "host reaches the Service by ClusterIP ($ip:80)" \
     _retry 20 sh -c "curl -fsS -m 3 http://$ip/ | grep -q 'payplane smoke OK'"
   _check "client pod reaches the Service by ClusterIP" \
-    _retry 20 sh -c "'$K8S_BIN/kubectl' --kubeconfig '$ADMIN_KUBECONFIG' -n smoke exec client -- wget -qO- -T 3 http://$ip/ | grep -q 'payplane smoke OK'"
+    _retry 20 sh -c "'$K8S_BIN/kubectl' --kubeconfig '$ADMIN_KUBECONFIG' -n smoke exec client -- timeout 5 wget -qO- http://$ip/ | grep -q 'payplane smoke OK'"
   _check "client pod resolves smoke-server.smoke.svc.cluster.local to $ip (CoreDNS)" \
     _retry 20 sh -c "'$K8S_BIN/kubectl' --kubeconfig '$ADMIN_KUBECONFIG' -n smoke exec client -- nslookup smoke-server.smoke.svc.cluster.local | grep -q 'Address: $ip'"
   _check "client pod reaches the Service by DNS name" \
-    _retry 20 sh -c "'$K8S_BIN/kubectl' --kubeconfig '$ADMIN_KUBECONFIG' -n smoke exec client -- wget -qO- -T 3 http://smoke-server/ | grep -q 'payplane smoke OK'"
+    _retry 20 sh -c "'$K8S_BIN/kubectl' --kubeconfig '$ADMIN_KUBECONFIG' -n smoke exec client -- timeout 5 wget -qO- http://smoke-server/ | grep -q 'payplane smoke OK'"
   _check "names outside the cluster do not resolve (CoreDNS has no upstream)" \
     sh -c "! '$K8S_BIN/kubectl' --kubeconfig '$ADMIN_KUBECONFIG' -n smoke exec client -- nslookup example.com"
   _check "kubectl logs shows the server's output and requests" \
@@ -114,10 +115,10 @@ EOF
   _check "Prometheus has the smoke pod's metric" \
     _retry 20 sh -c "curl -fsS -m 3 'http://$PROMETHEUS_ADDR/api/v1/query?query=payplane_smoke_up' | jq -e '.data.result[] | select(.metric.pod==\"$pod\")' >/dev/null"
   _check "Prometheus is reachable from pods (monitoring/prometheus:9090)" \
-    sh -c "'$K8S_BIN/kubectl' --kubeconfig '$ADMIN_KUBECONFIG' -n smoke exec client -- wget -qO- -T 3 http://prometheus.monitoring:9090/-/ready | grep -qi ready"
+    sh -c "'$K8S_BIN/kubectl' --kubeconfig '$ADMIN_KUBECONFIG' -n smoke exec client -- timeout 5 wget -qO- http://prometheus.monitoring:9090/-/ready | grep -qi ready"
   local trace_id; trace_id=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
   _check "Jaeger accepts an OTLP/HTTP span from a pod (jaeger.observability:4318)" \
-    sh -c "'$K8S_BIN/kubectl' --kubeconfig '$ADMIN_KUBECONFIG' -n smoke exec client -- wget -qO- -T 5 --header 'Content-Type: application/json' --post-data '{\"resourceSpans\":[{\"resource\":{\"attributes\":[{\"key\":\"service.name\",\"value\":{\"stringValue\":\"payplane-smoke\"}}]},\"scopeSpans\":[{\"spans\":[{\"traceId\":\"$trace_id\",\"spanId\":\"0102030405060708\",\"name\":\"smoke\",\"kind\":1,\"startTimeUnixNano\":\"$(date +%s)000000000\",\"endTimeUnixNano\":\"$(date +%s)500000000\"}]}]}]}' http://jaeger.observability:4318/v1/traces"
+    sh -c "'$K8S_BIN/kubectl' --kubeconfig '$ADMIN_KUBECONFIG' -n smoke exec client -- timeout 5 wget -qO- --header 'Content-Type: application/json' --post-data '{\"resourceSpans\":[{\"resource\":{\"attributes\":[{\"key\":\"service.name\",\"value\":{\"stringValue\":\"payplane-smoke\"}}]},\"scopeSpans\":[{\"spans\":[{\"traceId\":\"$trace_id\",\"spanId\":\"0102030405060708\",\"name\":\"smoke\",\"kind\":1,\"startTimeUnixNano\":\"$(date +%s)000000000\",\"endTimeUnixNano\":\"$(date +%s)500000000\"}]}]}]}' http://jaeger.observability:4318/v1/traces"
   _check "Jaeger query API returns the span's trace ($JAEGER_SVC_IP:16686)" \
     _retry 20 sh -c "curl -fsS -m 3 http://$JAEGER_SVC_IP:16686/api/traces/$trace_id | jq -e '.data[0].spans[0].operationName == \"smoke\"' >/dev/null"
   kc delete namespace smoke --wait=false >/dev/null 2>&1

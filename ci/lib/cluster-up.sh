@@ -303,7 +303,6 @@ data:
         }
         prometheus :9153
         cache 30
-        loop
         reload
         loadbalance
     }
