@@ -44,20 +44,27 @@ start_proc() {
 }
 
 proc_pid() { cat "$CLUSTER_PIDS/$1.pid" 2>/dev/null; }
-proc_alive() { local p; p=$(proc_pid "$1") && [ -n "$p" ] && kill -0 "$p" 2>/dev/null; }
+# pid_running PID: alive and not a zombie (daemons of an earlier ci/cluster run are reparented to
+# PID 1, which may reap them late; kill -0 succeeds on a zombie).
+pid_running() {
+  local st; st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
+  [ -n "$st" ] && [ "$st" != Z ]
+}
+proc_alive() { local p; p=$(proc_pid "$1") && [ -n "$p" ] && pid_running "$p"; }
 
 # stop_proc NAME [TIMEOUT]: SIGTERM by pid, then SIGKILL after TIMEOUT seconds.
 stop_proc() {
-  local name=$1 timeout=${2:-15} p i
+  local name=$1 timeout=${2:-15} p i t=$SECONDS
   p=$(proc_pid "$name") || return 0
-  if [ -n "$p" ] && kill -0 "$p" 2>/dev/null; then
+  if [ -n "$p" ] && pid_running "$p"; then
     kill -TERM "$p" 2>/dev/null
-    for ((i = 0; i < timeout * 10; i++)); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    if kill -0 "$p" 2>/dev/null; then
+    for ((i = 0; i < timeout * 10; i++)); do pid_running "$p" || break; sleep 0.1; done
+    if pid_running "$p"; then
       log "  $name (pid $p) did not stop on SIGTERM; sending SIGKILL"
       kill -KILL "$p" 2>/dev/null
-      for ((i = 0; i < 50; i++)); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+      for ((i = 0; i < 50; i++)); do pid_running "$p" || break; sleep 0.1; done
     fi
+    [ $((SECONDS - t)) -ge 2 ] && log "  $name stopped in $((SECONDS - t)) s"
   fi
   rm -f "$CLUSTER_PIDS/$name.pid"
 }

@@ -41,6 +41,22 @@ _smoke_image() {
 }
 
 _has() { grep -q -- "$1"; }
+
+# Every TCP/UDP listener owned by a process we started (or its children) is on 127.0.0.1 or the
+# node address.
+_listeners_local() {
+  local name p bad=0 addr
+  for name in $CLUSTER_PROCS; do
+    p=$(proc_pid "$name") || continue
+    for addr in $(ss -Htlnup 2>/dev/null | grep "pid=$p," | awk '{print $5}'); do
+      case $addr in
+        127.0.0.1:* | "$NODE_IP":*) ;;
+        *) echo "$name (pid $p) listens on $addr"; bad=1 ;;
+      esac
+    done
+  done
+  return $bad
+}
 _eq() { [ "$1" = "$2" ] || { echo "expected '$2', got '$1'"; return 1; }; }
 
 cluster_smoke() {
@@ -121,6 +137,9 @@ EOF
     sh -c "'$K8S_BIN/kubectl' --kubeconfig '$ADMIN_KUBECONFIG' -n smoke exec client -- timeout 5 wget -qO- --header 'Content-Type: application/json' --post-data '{\"resourceSpans\":[{\"resource\":{\"attributes\":[{\"key\":\"service.name\",\"value\":{\"stringValue\":\"payplane-smoke\"}}]},\"scopeSpans\":[{\"spans\":[{\"traceId\":\"$trace_id\",\"spanId\":\"0102030405060708\",\"name\":\"smoke\",\"kind\":1,\"startTimeUnixNano\":\"$(date +%s)000000000\",\"endTimeUnixNano\":\"$(date +%s)500000000\"}]}]}]}' http://jaeger.observability:4318/v1/traces"
   _check "Jaeger query API returns the span's trace ($JAEGER_SVC_IP:16686)" \
     _retry 20 sh -c "curl -fsS -m 3 http://$JAEGER_SVC_IP:16686/api/traces/$trace_id | jq -e '.data[0].spans[0].operationName == \"smoke\"' >/dev/null"
+  _check "host processes of the cluster listen only on 127.0.0.1 and $NODE_IP" _listeners_local
+  _check "the nft guard drops pod traffic towards the uplink" \
+    sh -c "nft list table inet payplane-guard | grep -q 'oifname .* drop'"
   kc delete namespace smoke --wait=false >/dev/null 2>&1
   echo "smoke: $SMOKE_PASSED passed, $SMOKE_FAILED failed ($((SECONDS - t)) s)"
   [ "$SMOKE_FAILED" = 0 ]
