@@ -40,10 +40,19 @@ start_proc() {
   mkdir -p "$CLUSTER_LOGS" "$CLUSTER_PIDS"
   printf '\n=== %s starting: %s\n' "$(date -u +%FT%TZ)" "$*" >>"$CLUSTER_LOGS/$name.log"
   setsid "$@" >>"$CLUSTER_LOGS/$name.log" 2>&1 </dev/null &
-  echo $! >"$CLUSTER_PIDS/$name.pid"
+  echo "$! $(_starttime $!)" >"$CLUSTER_PIDS/$name.pid"
 }
 
-proc_pid() { cat "$CLUSTER_PIDS/$1.pid" 2>/dev/null; }
+# The start time (clock ticks since boot) of a pid: with the pid it identifies a process even
+# after a reboot or pid reuse, so `down` never signals a stranger.
+_starttime() { sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f20; }
+
+# proc_pid NAME: the pid of our process NAME, only if it is still the process we started.
+proc_pid() {
+  local p st
+  { read -r p st <"$CLUSTER_PIDS/$1.pid"; } 2>/dev/null || return 1
+  [ -n "$p" ] && [ -n "$st" ] && [ "$(_starttime "$p")" = "$st" ] && echo "$p"
+}
 # pid_running PID: alive and not a zombie (daemons of an earlier ci/cluster run are reparented to
 # PID 1, which may reap them late; kill -0 succeeds on a zombie).
 pid_running() {
