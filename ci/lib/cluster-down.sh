@@ -70,6 +70,9 @@ cluster_down() {
   local tbl
   nft list tables 2>/dev/null | while read -r _ fam tname; do
     tbl="table $fam $tname"
+    # Only tables the cluster creates (our guard, kube-proxy's, and the iptables-nft tables that
+    # portmap and the kubelet create), and only if they were not there before up.
+    case $tname in payplane-guard | kube-proxy | nat | filter | mangle | raw) ;; *) continue ;; esac
     if [ "$tname" = payplane-guard ] || { [ -f "$base/nft-tables" ] && ! grep -qxF "$tbl" "$base/nft-tables"; }; then
       nft delete table "$fam" "$tname" 2>/dev/null || log "  could not delete nft $tbl"
     fi
