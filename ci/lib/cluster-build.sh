@@ -55,16 +55,16 @@ _run_logged() {
 }
 
 # build_kubernetes: kube-apiserver, kube-controller-manager, kube-scheduler, kube-proxy, kubectl
-# (static) and kubelet (cgo), through a wrapper module that replaces every staging module
+# and kubelet, through a wrapper module that replaces every staging module
 # k8s.io/<m> with its published tag v0.<minor>.<patch>. The list of staging modules is read
 # from Kubernetes' own go.mod (its `k8s.io/<m> v0.0.0` requirements), never hard-coded.
 build_kubernetes() {
   local kv=$K8S_VERSION gover; gover=$(_gover)
-  local dir="$PAYPLANE_CACHE/k8s-$kv-$gover"
+  local dir="$PAYPLANE_CACHE/k8s-$kv-static-$gover"
   if [ -f "$dir/.complete" ]; then echo "$dir/bin"; return 0; fi
   local start=$SECONDS mp=${kv#1.} logf="$dir/build.log"
   rm -rf "$dir"; mkdir -p "$dir/bin"; : >"$logf"
-  log "building Kubernetes v$kv (6 binaries) from Go modules in $dir (log: $logf); cold: ~20-30 min on 2 cores"
+  log "building Kubernetes v$kv (6 binaries) from Go modules in $dir (log: $logf); cold: ~20-25 min on 2 busy cores"
   (
     cd "$dir" || exit 1
     _go mod init local/k8sbuild >>"$logf" 2>&1 || exit 1
@@ -86,16 +86,14 @@ build_kubernetes() {
   for p in "$V" "$C"; do
     ldf="$ldf $p.gitVersion=v$kv $p.gitMajor=1 $p.gitMinor=${mp%%.*} $p.gitTreeState=clean $p.buildDate=$D"
   done
-  local t=$SECONDS static=()
-  for c in kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubectl; do static+=("k8s.io/kubernetes/cmd/$c"); done
-  log "  compiling kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubectl (static)"
-  (cd "$dir" && CGO_ENABLED=0 _run_logged "$logf" "Kubernetes (static binaries)" \
-    _go build -tags selinux,notest -ldflags "$ldf" -o bin/ "${static[@]}") || exit 1
-  log "  static binaries done in $((SECONDS - t)) s; compiling kubelet (cgo)"
-  t=$SECONDS
-  (cd "$dir" && CGO_ENABLED=1 _run_logged "$logf" "Kubernetes (kubelet)" \
-    _go build -tags selinux,notest -ldflags "$ldf" -o bin/ k8s.io/kubernetes/cmd/kubelet) || exit 1
-  log "  kubelet done in $((SECONDS - t)) s"
+  # One `go build` for all six, all static (CGO_ENABLED=0, as upstream's release binaries): the
+  # shared k8s.io packages compile once. A cgo kubelet would recompile nearly every package again
+  # (net, os/user and all their importers), which cost 9 more minutes here.
+  local c bins=()
+  for c in $cmds; do bins+=("k8s.io/kubernetes/cmd/$c"); done
+  log "  compiling $cmds (static)"
+  (cd "$dir" && CGO_ENABLED=0 _run_logged "$logf" "Kubernetes (compile)" \
+    _go build -tags selinux,notest -ldflags "$ldf" -o bin/ "${bins[@]}") || exit 1
   touch "$dir/.complete"
   _build_record kubernetes "v$kv" $((SECONDS - start))
   echo "$dir/bin"
