@@ -30,7 +30,8 @@ _smoke_files() {
 # busybox 1.35 (Debian) wget segfaults with -T; the smoke test uses `timeout 5 wget` instead.
 _smoke_image() {
   # busybox-static plus the page, from scratch, pushed to the local registry; the kubelet pulls it.
-  local c tag="$REGISTRY_ADDR/payplane/smoke:$(date +%s)"
+  local c tag
+  tag="$REGISTRY_ADDR/payplane/smoke:$(date +%s)"
   c=$(bah from scratch) || return 1
   _busybox_files "$c" || return 1
   _smoke_files "$c" || return 1
