@@ -1,0 +1,9 @@
+//! Test helpers shared by every service's integration tests. Real servers only: a fresh
+//! PostgreSQL database per test on the server `ci/devenv up` starts, and service binaries run as
+//! real processes that a test can SIGKILL and restart.
+
+mod database;
+mod process;
+
+pub use database::{TestDatabase, database_url};
+pub use process::{ServiceProcess, free_port, wait_for_serving, workspace_binary};
