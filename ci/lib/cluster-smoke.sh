@@ -138,6 +138,8 @@ EOF
     sh -c "'$K8S_BIN/kubectl' --kubeconfig '$ADMIN_KUBECONFIG' -n smoke exec client -- timeout 5 wget -qO- --header 'Content-Type: application/json' --post-data '{\"resourceSpans\":[{\"resource\":{\"attributes\":[{\"key\":\"service.name\",\"value\":{\"stringValue\":\"payplane-smoke\"}}]},\"scopeSpans\":[{\"spans\":[{\"traceId\":\"$trace_id\",\"spanId\":\"0102030405060708\",\"name\":\"smoke\",\"kind\":1,\"startTimeUnixNano\":\"$(date +%s)000000000\",\"endTimeUnixNano\":\"$(date +%s)500000000\"}]}]}]}' http://jaeger.observability:4318/v1/traces"
   _check "Jaeger query API returns the span's trace ($JAEGER_SVC_IP:16686)" \
     _retry 20 sh -c "curl -fsS -m 3 http://$JAEGER_SVC_IP:16686/api/traces/$trace_id | jq -e '.data[0].spans[0].operationName == \"smoke\"' >/dev/null"
+  _check "apiserver serves streaming lists (watch with sendInitialEvents; needs etcd >= 3.5.13)" \
+    sh -c "timeout 5 curl -N -sS --cacert '$PKI/ca.crt' --cert '$PKI/admin.crt' --key '$PKI/admin.key' 'https://$NODE_IP:$APISERVER_PORT/api/v1/namespaces?watch=1&sendInitialEvents=true&allowWatchBookmarks=true&resourceVersionMatch=NotOlderThan' | grep -q 'initial-events-end'"
   _check "host processes of the cluster listen only on 127.0.0.1 and $NODE_IP" _listeners_local
   _check "the nft guard drops pod traffic towards the uplink" \
     sh -c "nft list table inet payplane-guard | grep -q 'oifname .* drop'"
