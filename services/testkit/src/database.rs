@@ -1,5 +1,5 @@
 use anyhow::{Context, Result, bail};
-use sqlx::{Connection, Executor, PgConnection};
+use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
 
 /// The PostgreSQL server for tests, from `DATABASE_URL`.
 ///
@@ -28,7 +28,8 @@ impl TestDatabase {
         let mut conn = PgConnection::connect(&admin_url)
             .await
             .with_context(|| format!("connecting to DATABASE_URL={admin_url}"))?;
-        conn.execute(format!("CREATE DATABASE \"{name}\"").as_str()).await?;
+        // Identifiers cannot be bound as parameters; the name is ours (prefix sanitised + uuid).
+        conn.execute(AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).await?;
         let url = replace_database(&admin_url, &name)?;
         Ok(Self { name, url, admin_url })
     }
@@ -52,7 +53,7 @@ impl Drop for TestDatabase {
             let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
             rt.block_on(async move {
                 if let Ok(mut conn) = PgConnection::connect(&admin_url).await {
-                    let _ = conn.execute(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str()).await;
+                    let _ = conn.execute(AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))).await;
                 }
             });
         })

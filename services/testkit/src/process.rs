@@ -105,8 +105,8 @@ pub async fn wait_for_serving(addr: SocketAddr, timeout: Duration) -> Result<()>
     let deadline = Instant::now() + timeout;
     let mut last_error = String::from("no answer");
     while Instant::now() < deadline {
-        match HealthClient::connect(format!("http://{addr}")).await {
-            Ok(mut client) => match client.check(HealthCheckRequest { service: String::new() }).await {
+        match tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?.connect().await {
+            Ok(channel) => match HealthClient::new(channel).check(HealthCheckRequest { service: String::new() }).await {
                 Ok(r) if r.get_ref().status == ServingStatus::Serving as i32 => return Ok(()),
                 Ok(r) => last_error = format!("status {:?}", r.get_ref().status),
                 Err(e) => last_error = e.to_string(),

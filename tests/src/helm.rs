@@ -1,0 +1,64 @@
+//! Runs the real `helm` binary on the charts in `charts/` and parses what it renders.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+/// The repository's `charts/` directory.
+pub fn charts_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts")
+}
+
+/// The helm binary: `$HELM` (ci/test sets it from `ci/charts helm`), else `helm` on PATH.
+pub fn helm() -> String {
+    std::env::var("HELM").unwrap_or_else(|_| "helm".to_string())
+}
+
+/// `helm template RELEASE charts/CHART --set k=v ...`: the rendered documents, or helm's error
+/// output when it refuses the values.
+pub fn template(release: &str, chart: &str, sets: &[&str]) -> Result<Vec<Value>, String> {
+    let mut cmd = Command::new(helm());
+    cmd.arg("template").arg(release).arg(charts_dir().join(chart)).arg("--namespace").arg("payments");
+    for s in sets {
+        cmd.arg("--set").arg(s);
+    }
+    let out = cmd.output().map_err(|e| {
+        format!("cannot run {}: {e} (build it with `ci/charts helm`, then set HELM)", helm())
+    })?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_saphyr::from_multiple::<Value>(&text)
+        .map(|docs| docs.into_iter().filter(|d| !d.is_null()).collect())
+        .map_err(|e| format!("helm rendered YAML that does not parse: {e}"))
+}
+
+/// The documents of one kind.
+pub fn of_kind<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    docs.iter().filter(|d| d["kind"] == kind).collect()
+}
+
+/// The one document of a kind and name.
+pub fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> Result<&'a Value> {
+    let found: Vec<_> = docs.iter().filter(|d| d["kind"] == kind && d["metadata"]["name"] == name).collect();
+    match found.as_slice() {
+        [one] => Ok(one),
+        [] => bail!("no {kind} named {name} rendered"),
+        _ => bail!("{} {kind}s named {name} rendered", found.len()),
+    }
+}
+
+/// The value of an environment variable of a Deployment's first container.
+pub fn env_value<'a>(deployment: &'a Value, name: &str) -> Result<&'a Value> {
+    deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .context("container has no env")?
+        .iter()
+        .find(|e| e["name"] == name)
+        .with_context(|| format!("no env {name}"))
+}
