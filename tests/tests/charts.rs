@@ -69,6 +69,8 @@ fn databases_come_from_the_secret_and_only_where_needed() {
             Ok(v) => {
                 assert!(has_db, "{svc} should not get a database");
                 assert_eq!(v["valueFrom"]["secretKeyRef"]["name"], "payplane-db");
+                // Each service its own database and migrations: its own key in the Secret.
+                assert_eq!(v["valueFrom"]["secretKeyRef"]["key"], svc);
             }
             Err(_) => assert!(!has_db, "{svc} needs DATABASE_URL"),
         }

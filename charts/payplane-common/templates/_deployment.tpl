@@ -116,7 +116,7 @@ spec:
               valueFrom:
                 secretKeyRef:
                   name: {{ required (printf "%s: database.existingSecret (or global.database.existingSecret) must name a Secret holding the PostgreSQL URL" (include "payplane.name" .)) $secret }}
-                  key: {{ .Values.database.secretKey | default $gdb.secretKey | default "url" }}
+                  key: {{ .Values.database.secretKey | default (include "payplane.name" .) }}
             {{- end }}
             {{- range $name, $value := .Values.env }}
             - name: {{ $name }}
