@@ -168,6 +168,10 @@ impl GrpcServer {
     }
 
     /// Serves on pre-bound listeners until the shutdown handle fires (no signal handling).
+    ///
+    /// Returns once every call has finished or `drain_timeout` has passed. Calls still running
+    /// then live on in their connection tasks until the process (its runtime) exits, which for
+    /// a service is right after this returns.
     pub async fn serve_with(mut self, listeners: Listeners) -> Result<()> {
         let grpc_addr = listeners.grpc.local_addr().map_err(Error::Admin)?;
         let admin_addr = listeners.admin.local_addr().map_err(Error::Admin)?;
@@ -209,7 +213,6 @@ impl GrpcServer {
             .http2_keepalive_interval(Some(self.args.keepalive_interval))
             .http2_keepalive_timeout(Some(self.args.keepalive_timeout))
             .max_connection_age(self.args.max_connection_age)
-            .max_connection_age_grace(self.args.max_connection_age_grace)
             .layer(layers)
             .add_routes(std::mem::take(&mut self.routes).routes());
         let incoming = TcpIncoming::from(listeners.grpc).with_nodelay(Some(true));
