@@ -6,7 +6,11 @@ PG_PORT="${PAYPLANE_PG_PORT:-55432}"
 PG_USER=payplane
 PG_PASSWORD=payplane      # loopback-only development database: the password is not a secret
 PG_DB=payplane
-PG_DIR="$PAYPLANE_STATE/devenv/postgres"
+PG_DIR="${PAYPLANE_PG_DIR:-$PAYPLANE_STATE/devenv/postgres}"
+# Addresses to listen on (comma-separated) and a network allowed to connect besides loopback: the
+# local cloud runs a second instance on its node address for the pods (ci/deploy).
+PG_LISTEN="${PAYPLANE_PG_LISTEN:-127.0.0.1}"
+PG_ALLOW_CIDR="${PAYPLANE_PG_ALLOW_CIDR:-}"
 PG_DATA="$PG_DIR/data"
 PG_LOG="$PG_DIR/postgres.log"
 # shellcheck disable=SC2034  # used by ci/devenv
@@ -73,7 +77,7 @@ pg_up() {
     # Settings that matter, kept in a file of our own that postgresql.conf includes last.
     pg_as tee "$PG_DATA/payplane.conf" >/dev/null <<EOF
 # Written by ci/devenv. Loopback only; durable like production (tests check crash safety).
-listen_addresses = '127.0.0.1'
+listen_addresses = '$PG_LISTEN'
 port = $PG_PORT
 unix_socket_directories = '$PG_DIR/run'
 max_connections = 400
@@ -86,6 +90,9 @@ log_line_prefix = '%m [%p] %q%u@%d '
 log_min_duration_statement = 1000
 EOF
     printf "\ninclude = 'payplane.conf'\n" | pg_as tee -a "$PG_DATA/postgresql.conf" >/dev/null
+    if [ -n "$PG_ALLOW_CIDR" ]; then
+      printf 'host all all %s scram-sha-256\n' "$PG_ALLOW_CIDR" | pg_as tee -a "$PG_DATA/pg_hba.conf" >/dev/null
+    fi
   fi
   local have want; have=$(cat "$PG_DATA/PG_VERSION"); want=$("$bin/postgres" --version | sed 's/.* \([0-9]*\)\..*/\1/')
   [ "$have" = "$want" ] || die "postgres: $PG_DATA was made by PostgreSQL $have but $bin is $want; remove it or run 'ci/devenv down --purge'"
