@@ -1,0 +1,473 @@
+//! The decision: rule tree → candidate channels → eligibility → elimination and recovery
+//! probes → fixed / priority / volume split / success rate with exploration. Pure and in memory:
+//! the clock and the random source come from the caller, so simulations replay exactly.
+
+use std::{cell::OnceCell, fmt::Write as _, sync::Arc};
+
+use chrono::{DateTime, Timelike, Utc};
+use rand::Rng;
+
+use super::{
+    policy::{Channel, Conditions, Method, Policy, RouteTarget, Rule},
+    stats::{ChannelStats, bucket_index, smoothed},
+};
+
+/// A payment to route, validated by the caller (positive amount, known currency).
+#[derive(Clone, Debug)]
+pub struct RouteInput<'a> {
+    pub amount: i64,
+    pub currency: &'a str,
+    pub method: Method,
+    /// Digits only; empty when unknown.
+    pub card_bin: &'a str,
+    pub merchant: &'a str,
+    pub scene: &'a str,
+    pub excluded: &'a [String],
+}
+
+/// When the decision happens: milliseconds since the Unix epoch (for probe pacing and
+/// elimination times) and the wall-clock instant (for time-of-day rules).
+#[derive(Clone, Copy, Debug)]
+pub struct Now {
+    pub ms: u64,
+    pub utc: DateTime<Utc>,
+}
+
+impl Now {
+    pub fn system() -> Self {
+        let utc = Utc::now();
+        Self { ms: utc.timestamp_millis().max(0) as u64, utc }
+    }
+
+    pub fn from_ms(ms: u64) -> Self {
+        let utc = DateTime::<Utc>::from_timestamp_millis(ms as i64).unwrap_or_default();
+        Self { ms, utc }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Strategy {
+    Fixed,
+    Priority,
+    VolumeSplit,
+    SuccessRate,
+    Exploration,
+    RecoveryProbe,
+}
+
+impl Strategy {
+    pub const ALL: [Strategy; 6] = [
+        Strategy::Fixed,
+        Strategy::Priority,
+        Strategy::VolumeSplit,
+        Strategy::SuccessRate,
+        Strategy::Exploration,
+        Strategy::RecoveryProbe,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Strategy::Fixed => "fixed",
+            Strategy::Priority => "priority",
+            Strategy::VolumeSplit => "volume_split",
+            Strategy::SuccessRate => "success_rate",
+            Strategy::Exploration => "exploration",
+            Strategy::RecoveryProbe => "recovery_probe",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision {
+    /// Index into the policy's channels.
+    pub channel: usize,
+    pub fee: i64,
+    pub strategy: Strategy,
+    pub rule: String,
+    /// The chosen channel's success-rate estimate, when the strategy used one.
+    pub score: f64,
+    pub reason: String,
+}
+
+/// Why no channel can take a payment; the first applicable reason in the order currency,
+/// method, amount limit, excluded, disabled, eliminated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NoRoute {
+    pub kind: NoRouteKind,
+    pub rule: String,
+    /// One line per candidate channel: why it could not take the payment.
+    pub channels: Vec<(String, String)>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NoRouteKind {
+    Currency,
+    Method,
+    AmountLimit,
+    Excluded,
+    Disabled,
+    AllEliminated,
+}
+
+impl NoRouteKind {
+    pub fn code(self) -> &'static str {
+        match self {
+            NoRouteKind::Currency => "NO_CHANNEL_FOR_CURRENCY",
+            NoRouteKind::Method => "NO_CHANNEL_FOR_METHOD",
+            NoRouteKind::AmountLimit => "AMOUNT_OUTSIDE_CHANNEL_LIMITS",
+            NoRouteKind::Excluded => "ALL_CHANNELS_EXCLUDED",
+            NoRouteKind::Disabled => "ALL_CHANNELS_DISABLED",
+            NoRouteKind::AllEliminated => "ALL_CHANNELS_ELIMINATED",
+        }
+    }
+}
+
+impl std::fmt::Display for NoRoute {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = match self.kind {
+            NoRouteKind::Currency => "no channel supports the currency",
+            NoRouteKind::Method => "no channel supports the payment method in this currency",
+            NoRouteKind::AmountLimit => "the amount is outside every channel's limits",
+            NoRouteKind::Excluded => "every eligible channel is excluded by the request",
+            NoRouteKind::Disabled => "every eligible channel is disabled",
+            NoRouteKind::AllEliminated => "every eligible channel is eliminated for a low success rate",
+        };
+        write!(f, "{what} (rule {}): ", self.rule)?;
+        let lines: Vec<String> = self.channels.iter().map(|(c, why)| format!("{c}: {why}")).collect();
+        f.write_str(&lines.join("; "))
+    }
+}
+
+/// Why one channel is not eligible, ordered by how fundamental the reason is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Ineligible {
+    Currency,
+    Method,
+    Amount,
+    Excluded,
+    Disabled,
+}
+
+fn eligibility(c: &Channel, input: &RouteInput<'_>) -> Result<(), (Ineligible, String)> {
+    if !c.supports_currency(input.currency) {
+        return Err((Ineligible::Currency, format!("does not support {}", input.currency)));
+    }
+    if !c.supports_method(input.method) {
+        return Err((Ineligible::Method, format!("does not support {}", input.method.name())));
+    }
+    if input.amount < c.min_amount || input.amount > c.max_amount {
+        return Err((
+            Ineligible::Amount,
+            format!("amount {} is outside its limits {}..={}", input.amount, c.min_amount, c.max_amount),
+        ));
+    }
+    if input.excluded.iter().any(|e| *e == c.id) {
+        return Err((Ineligible::Excluded, "excluded by the request".to_owned()));
+    }
+    if !c.enabled {
+        return Err((Ineligible::Disabled, "disabled in the policy".to_owned()));
+    }
+    Ok(())
+}
+
+/// A policy with the outcome statistics of its channels: what a decision reads.
+#[derive(Debug)]
+pub struct Engine {
+    pub policy: Policy,
+    /// Parallel to `policy.channels`.
+    pub stats: Vec<Arc<ChannelStats>>,
+    peers: Vec<Vec<usize>>,
+}
+
+impl Engine {
+    /// An engine for `policy`, keeping the statistics of channels that `previous` already had
+    /// (same id and window sizes), so that a policy reload does not forget what was learnt.
+    pub fn new(policy: Policy, previous: Option<&Engine>) -> Self {
+        let sr = &policy.success_rate;
+        let stats = policy
+            .channels
+            .iter()
+            .map(|c| {
+                previous
+                    .and_then(|p| p.policy.channel_index(&c.id).map(|i| p.stats[i].clone()))
+                    .filter(|s| {
+                        s.overall.capacity() == sr.window && s.probes.capacity() == sr.elimination.recovery_samples
+                    })
+                    .unwrap_or_else(|| Arc::new(ChannelStats::new(sr.window, sr.elimination.recovery_samples)))
+            })
+            .collect();
+        let peers = policy.peers();
+        Self { policy, stats, peers }
+    }
+
+    /// Chooses the channel for a payment.
+    pub fn route<R: Rng + ?Sized>(&self, input: &RouteInput<'_>, now: Now, rng: &mut R) -> Result<Decision, NoRoute> {
+        let local_minute = OnceCell::new();
+        let minute = || {
+            *local_minute.get_or_init(|| {
+                let local = now.utc.with_timezone(&self.policy.time_zone);
+                (local.hour() * 60 + local.minute()) as u16
+            })
+        };
+        let matched = find_rule(&self.policy.rules, input, &minute);
+        let (rule_name, target, use_sr) = match matched {
+            Some(rule) => (rule.name.as_str(), rule.route.as_ref().expect("matched rules have a route"), rule.success_rate),
+            None => ("default", &self.policy.default_route, self.policy.success_rate.enabled),
+        };
+        match self.route_target(input, now, rng, rule_name, target, use_sr) {
+            Ok(d) => Ok(d),
+            Err(no_route) if matched.is_some() => {
+                // The matched rule's channels cannot take it: the default route is the fallback.
+                let mut d = self
+                    .route_target(input, now, rng, "default", &self.policy.default_route, self.policy.success_rate.enabled)
+                    .map_err(|mut e| {
+                        e.channels.splice(0..0, no_route.channels.iter().cloned());
+                        e.rule = format!("{} then default", no_route.rule);
+                        e
+                    })?;
+                d.reason = format!("rule {rule_name} had no eligible channel; fell back to the default route: {}", d.reason);
+                Ok(d)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn route_target<R: Rng + ?Sized>(
+        &self,
+        input: &RouteInput<'_>,
+        now: Now,
+        rng: &mut R,
+        rule: &str,
+        target: &RouteTarget,
+        use_sr: bool,
+    ) -> Result<Decision, NoRoute> {
+        let elimination = &self.policy.success_rate.elimination;
+        let candidates = target.channels();
+        let mut active: Vec<usize> = Vec::with_capacity(candidates.len());
+        let mut eliminated: Vec<usize> = Vec::new();
+        let mut worst: Option<Ineligible> = None;
+        let mut why: Vec<(String, String)> = Vec::new();
+        for &c in &candidates {
+            let channel = &self.policy.channels[c];
+            match eligibility(channel, input) {
+                Ok(()) if elimination.enabled && self.stats[c].is_eliminated() => eliminated.push(c),
+                Ok(()) => active.push(c),
+                Err((kind, reason)) => {
+                    // Report the reason that got furthest: a channel that has the currency but
+                    // not the method says more than one without the currency.
+                    worst = Some(worst.map_or(kind, |w| w.max(kind)));
+                    why.push((channel.id.clone(), reason));
+                }
+            }
+        }
+
+        // A due recovery probe goes first, so that a recovered channel is noticed in time.
+        for &c in &eliminated {
+            if self.stats[c].claim_probe(now.ms, elimination.probe_interval_ms) {
+                let (s, n) = self.stats[c].probes.snapshot();
+                return Ok(self.decision(
+                    input,
+                    c,
+                    Strategy::RecoveryProbe,
+                    rule,
+                    if n > 0 { f64::from(s) / f64::from(n) } else { 0.0 },
+                    format!("rule {rule}: recovery probe of eliminated {} ({s}/{n} probes succeeded)", self.policy.channels[c].id),
+                ));
+            }
+        }
+
+        if active.is_empty() {
+            let kind = if !eliminated.is_empty() {
+                for &c in &eliminated {
+                    why.push((self.policy.channels[c].id.clone(), "eliminated for a low success rate".to_owned()));
+                }
+                NoRouteKind::AllEliminated
+            } else {
+                match worst {
+                    Some(Ineligible::Currency) | None => NoRouteKind::Currency,
+                    Some(Ineligible::Method) => NoRouteKind::Method,
+                    Some(Ineligible::Amount) => NoRouteKind::AmountLimit,
+                    Some(Ineligible::Excluded) => NoRouteKind::Excluded,
+                    Some(Ineligible::Disabled) => NoRouteKind::Disabled,
+                }
+            };
+            return Err(NoRoute { kind, rule: rule.to_owned(), channels: why });
+        }
+
+        match target {
+            RouteTarget::Fixed(c) => {
+                Ok(self.decision(input, *c, Strategy::Fixed, rule, 0.0, format!("rule {rule}: fixed channel {}", self.policy.channels[*c].id)))
+            }
+            RouteTarget::Split(split) => {
+                let weights: Vec<(usize, u32)> =
+                    split.iter().filter(|(c, _)| active.contains(c)).map(|(c, w)| (*c, u32::from(*w))).collect();
+                let total: u32 = weights.iter().map(|(_, w)| w).sum();
+                let chosen = if total == 0 {
+                    weights[rng.random_range(0..weights.len())].0
+                } else {
+                    let mut draw = rng.random_range(0..total);
+                    let mut chosen = weights[0].0;
+                    for (c, w) in &weights {
+                        if draw < *w {
+                            chosen = *c;
+                            break;
+                        }
+                        draw -= w;
+                    }
+                    chosen
+                };
+                let mut reason = format!("rule {rule}: split ");
+                let shares: Vec<String> = weights.iter().map(|(_, w)| w.to_string()).collect();
+                reason.push_str(&shares.join("/"));
+                let _ = write!(reason, " drew {}", self.policy.channels[chosen].id);
+                if weights.len() < split.len() {
+                    reason.push_str(" (ineligible or eliminated channels left out)");
+                }
+                Ok(self.decision(input, chosen, Strategy::VolumeSplit, rule, 0.0, reason))
+            }
+            RouteTarget::Priority(_) if !use_sr || active.len() == 1 => {
+                let c = active[0];
+                Ok(self.decision(input, c, Strategy::Priority, rule, 0.0, format!("rule {rule}: first eligible channel of the priority list is {}", self.policy.channels[c].id)))
+            }
+            RouteTarget::Priority(_) => {
+                let sr = &self.policy.success_rate;
+                let bucket = bucket_index(input.method, input.currency);
+                if sr.exploration_percent > 0.0 && rng.random::<f64>() * 100.0 < sr.exploration_percent {
+                    let c = active[rng.random_range(0..active.len())];
+                    let score = self.score(c, bucket);
+                    return Ok(self.decision(
+                        input,
+                        c,
+                        Strategy::Exploration,
+                        rule,
+                        score,
+                        format!("rule {rule}: exploration ({}% of decisions) drew {}", sr.exploration_percent, self.policy.channels[c].id),
+                    ));
+                }
+                // Highest score wins; the priority order breaks ties.
+                let mut best = active[0];
+                let mut best_score = self.score(best, bucket);
+                let mut second: Option<(usize, f64)> = None;
+                for &c in &active[1..] {
+                    let s = self.score(c, bucket);
+                    if s > best_score + 1e-12 {
+                        second = Some((best, best_score));
+                        best = c;
+                        best_score = s;
+                    } else if second.is_none_or(|(_, t)| s > t) {
+                        second = Some((c, s));
+                    }
+                }
+                let mut reason = format!("rule {rule}: success rate {} {best_score:.3}", self.policy.channels[best].id);
+                if let Some((c, s)) = second {
+                    let _ = write!(reason, " over {} {s:.3}", self.policy.channels[c].id);
+                }
+                Ok(self.decision(input, best, Strategy::SuccessRate, rule, best_score, reason))
+            }
+        }
+    }
+
+    fn decision(&self, input: &RouteInput<'_>, channel: usize, strategy: Strategy, rule: &str, score: f64, reason: String) -> Decision {
+        Decision { channel, fee: self.policy.channels[channel].fee.compute(input.amount), strategy, rule: rule.to_owned(), score, reason }
+    }
+
+    /// The success-rate estimate of `channel` for a bucket: the bucket's own window once it has
+    /// enough outcomes, else the channel-wide window; both smoothed towards the prior.
+    pub fn score(&self, channel: usize, bucket: Option<usize>) -> f64 {
+        let sr = &self.policy.success_rate;
+        let stats = &self.stats[channel];
+        let (s, n) = match bucket.map(|b| stats.buckets[b].snapshot()) {
+            Some((s, n)) if n >= sr.bucket_min_samples => (s, n),
+            _ => stats.overall.snapshot(),
+        };
+        smoothed(s, n, sr.prior_success_rate, sr.prior_weight)
+    }
+
+    /// Records how a payment went at `channel`, then re-judges its elimination. Returns the
+    /// state change, if any, for logs and metrics.
+    pub fn record(&self, channel: usize, method: Option<Method>, currency: Option<&str>, success: bool, now_ms: u64) -> Option<StateChange> {
+        let stats = &self.stats[channel];
+        let elimination = &self.policy.success_rate.elimination;
+        if stats.is_eliminated() {
+            stats.probes.record(success);
+        } else {
+            stats.overall.record(success);
+            if let Some(b) = method.zip(currency).and_then(|(m, c)| bucket_index(m, c)) {
+                stats.buckets[b].record(success);
+            }
+        }
+        if !elimination.enabled {
+            return None;
+        }
+        let best = self.best_peer_rate(channel);
+        if stats.is_eliminated() {
+            let (s, n) = stats.probes.snapshot();
+            if n < elimination.recovery_samples {
+                return None;
+            }
+            let p = f64::from(s) / f64::from(n);
+            let recovered = p >= elimination.min_success_rate && best.is_none_or(|b| p >= b - elimination.min_gap);
+            (recovered && stats.readmit()).then_some(StateChange::Readmitted { rate: p, best })
+        } else {
+            let (s, n) = stats.overall.snapshot();
+            if n < elimination.min_samples {
+                return None;
+            }
+            let p = f64::from(s) / f64::from(n);
+            let below_floor = p < elimination.min_success_rate;
+            let below_peers = best.is_some_and(|b| {
+                let sigma = (f64::max(b * (1.0 - b), 0.09) / f64::from(n)).sqrt();
+                p < b - f64::max(elimination.sigma_factor * sigma, elimination.min_gap)
+            });
+            ((below_floor || below_peers) && stats.eliminate(now_ms, elimination.probe_interval_ms))
+                .then_some(StateChange::Eliminated { rate: p, best })
+        }
+    }
+
+    /// The best raw success rate among the channel's active peers with enough outcomes.
+    fn best_peer_rate(&self, channel: usize) -> Option<f64> {
+        let min = self.policy.success_rate.elimination.min_samples;
+        self.peers[channel]
+            .iter()
+            .filter(|&&p| !self.stats[p].is_eliminated())
+            .filter_map(|&p| {
+                let (s, n) = self.stats[p].overall.snapshot();
+                (n >= min).then(|| f64::from(s) / f64::from(n))
+            })
+            .fold(None, |acc: Option<f64>, r| Some(acc.map_or(r, |a| a.max(r))))
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum StateChange {
+    Eliminated { rate: f64, best: Option<f64> },
+    Readmitted { rate: f64, best: Option<f64> },
+}
+
+/// The first rule (depth first, children before their parent's own route) whose conditions
+/// match and that has a route.
+fn find_rule<'p>(rules: &'p [Rule], input: &RouteInput<'_>, minute: &dyn Fn() -> u16) -> Option<&'p Rule> {
+    for rule in rules {
+        if !matches(&rule.when, input, minute) {
+            continue;
+        }
+        if let Some(found) = find_rule(&rule.rules, input, minute) {
+            return Some(found);
+        }
+        if rule.route.is_some() {
+            return Some(rule);
+        }
+    }
+    None
+}
+
+fn matches(when: &Conditions, input: &RouteInput<'_>, minute: &dyn Fn() -> u16) -> bool {
+    when.currencies.as_ref().is_none_or(|cs| cs.iter().any(|c| c == input.currency))
+        && when.methods.as_ref().is_none_or(|ms| ms.contains(&input.method))
+        && when.min_amount.is_none_or(|lo| input.amount >= lo)
+        && when.max_amount.is_none_or(|hi| input.amount <= hi)
+        && when.card_bins.as_ref().is_none_or(|bins| bins.iter().any(|b| b.matches(input.card_bin)))
+        && when.merchants.as_ref().is_none_or(|ms| ms.iter().any(|m| m == input.merchant))
+        && when.scenes.as_ref().is_none_or(|ss| ss.iter().any(|s| s == input.scene))
+        && when.time_of_day.is_none_or(|w| w.contains(minute()))
+}

@@ -1,0 +1,76 @@
+//! The routing service's own Prometheus metrics, served with the runtime's on `/metrics`.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    registry::Registry,
+};
+
+use crate::domain::Strategy;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VersionLabel {
+    pub policy_version: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DecisionLabels {
+    pub channel: String,
+    pub strategy: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub channel: String,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ChannelLabel {
+    pub channel: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: &'static str,
+}
+
+/// Handles to every routing metric; cheap to clone.
+#[derive(Clone, Default)]
+pub struct RoutingMetrics {
+    pub policy_info: Family<VersionLabel, Gauge>,
+    pub policy_reloads: Family<ResultLabel, Counter>,
+    pub decisions: Family<DecisionLabels, Counter>,
+    pub no_route: Family<ReasonLabel, Counter>,
+    pub outcomes: Family<OutcomeLabels, Counter>,
+    pub eliminated: Family<ChannelLabel, Gauge>,
+    pub success_rate: Family<ChannelLabel, Gauge<f64, AtomicU64>>,
+}
+
+impl RoutingMetrics {
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register("routing_policy_info", "The policy in force (value 1), by content-hash version", self.policy_info.clone());
+        registry.register("routing_policy_reloads", "Policy reloads by result (applied, rejected)", self.policy_reloads.clone());
+        registry.register("routing_decisions", "Routing decisions by channel and strategy", self.decisions.clone());
+        registry.register("routing_no_route", "Route requests no channel could serve, by reason", self.no_route.clone());
+        registry.register("routing_outcomes", "Reported outcomes by channel and outcome", self.outcomes.clone());
+        registry.register("routing_channel_eliminated", "1 while a channel is eliminated for a low success rate", self.eliminated.clone());
+        registry.register("routing_channel_success_rate", "Success rate over the channel's sliding window (this replica)", self.success_rate.clone());
+    }
+
+    /// Counters of one channel, one per strategy, resolved once per policy so that a decision
+    /// increments an atomic without hashing labels.
+    pub fn decision_counters(&self, channel: &str) -> Vec<Counter> {
+        Strategy::ALL
+            .iter()
+            .map(|s| self.decisions.get_or_create_owned(&DecisionLabels { channel: channel.to_owned(), strategy: s.name() }))
+            .collect()
+    }
+}
