@@ -22,12 +22,19 @@ pub fn helm() -> String {
 /// output when it refuses the values.
 pub fn template(release: &str, chart: &str, sets: &[&str]) -> Result<Vec<Value>, String> {
     let mut cmd = Command::new(helm());
-    cmd.arg("template").arg(release).arg(charts_dir().join(chart)).arg("--namespace").arg("payments");
+    cmd.arg("template")
+        .arg(release)
+        .arg(charts_dir().join(chart))
+        .arg("--namespace")
+        .arg("payments");
     for s in sets {
         cmd.arg("--set").arg(s);
     }
     let out = cmd.output().map_err(|e| {
-        format!("cannot run {}: {e} (build it with `ci/charts helm`, then set HELM)", helm())
+        format!(
+            "cannot run {}: {e} (build it with `ci/charts helm`, then set HELM)",
+            helm()
+        )
     })?;
     if !out.status.success() {
         return Err(String::from_utf8_lossy(&out.stderr).into_owned());
@@ -45,7 +52,10 @@ pub fn of_kind<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {
 
 /// The one document of a kind and name.
 pub fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> Result<&'a Value> {
-    let found: Vec<_> = docs.iter().filter(|d| d["kind"] == kind && d["metadata"]["name"] == name).collect();
+    let found: Vec<_> = docs
+        .iter()
+        .filter(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+        .collect();
     match found.as_slice() {
         [one] => Ok(one),
         [] => bail!("no {kind} named {name} rendered"),

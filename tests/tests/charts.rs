@@ -5,7 +5,10 @@ use payplane_e2e::helm::{env_value, find, of_kind, template};
 use serde_json::Value;
 
 const SERVICES: &[&str] = &["gateway", "routing", "accounting", "settlement", "channel-sim"];
-const INSTALL: &[&str] = &["global.database.existingSecret=payplane-db", "global.image.tag=1.8.0"];
+const INSTALL: &[&str] = &[
+    "global.database.existingSecret=payplane-db",
+    "global.image.tag=1.8.0",
+];
 
 fn rendered() -> Vec<Value> {
     template("pp", "payplane", INSTALL).unwrap_or_else(|e| panic!("helm template failed:\n{e}"))
@@ -18,26 +21,49 @@ fn every_service_gets_a_hardened_deployment_with_grpc_probes() {
         let d = find(&docs, "Deployment", &format!("pp-{svc}")).unwrap();
         let pod = &d["spec"]["template"]["spec"];
         let c = &pod["containers"][0];
-        assert_eq!(c["image"], format!("127.0.0.1:5000/payplane/{svc}:1.8.0"), "{svc} image");
+        assert_eq!(
+            c["image"],
+            format!("127.0.0.1:5000/payplane/{svc}:1.8.0"),
+            "{svc} image"
+        );
         assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{svc}");
-        assert_eq!(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault", "{svc}");
+        assert_eq!(
+            pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault",
+            "{svc}"
+        );
         assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true, "{svc}");
         assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false, "{svc}");
-        assert_eq!(c["securityContext"]["capabilities"]["drop"], serde_json::json!(["ALL"]), "{svc}");
+        assert_eq!(
+            c["securityContext"]["capabilities"]["drop"],
+            serde_json::json!(["ALL"]),
+            "{svc}"
+        );
         for probe in ["readinessProbe", "livenessProbe", "startupProbe"] {
             assert_eq!(c[probe]["grpc"]["port"], 50051, "{svc} {probe}");
         }
         // The pod must outlive its drain: delay + drain < grace period.
         let grace = pod["terminationGracePeriodSeconds"].as_i64().unwrap();
         let secs = |name: &str| {
-            env_value(d, name).unwrap()["value"].as_str().unwrap().trim_end_matches('s').parse::<i64>().unwrap()
+            env_value(d, name).unwrap()["value"]
+                .as_str()
+                .unwrap()
+                .trim_end_matches('s')
+                .parse::<i64>()
+                .unwrap()
         };
-        assert!(secs("SHUTDOWN_DELAY") + secs("DRAIN_TIMEOUT") < grace, "{svc}: drain exceeds grace period");
+        assert!(
+            secs("SHUTDOWN_DELAY") + secs("DRAIN_TIMEOUT") < grace,
+            "{svc}: drain exceeds grace period"
+        );
         assert_eq!(env_value(d, "SERVICE_VERSION").unwrap()["value"], "1.8.0");
         // Selectors use name and instance only, so a Deployment survives label changes.
         let selector = d["spec"]["selector"]["matchLabels"].as_object().unwrap();
         let keys: Vec<_> = selector.keys().cloned().collect();
-        assert_eq!(keys, ["app.kubernetes.io/instance", "app.kubernetes.io/name"], "{svc}");
+        assert_eq!(
+            keys,
+            ["app.kubernetes.io/instance", "app.kubernetes.io/name"],
+            "{svc}"
+        );
     }
 }
 
@@ -61,9 +87,13 @@ fn every_service_has_a_headless_service_for_per_request_balancing() {
 #[test]
 fn databases_come_from_the_secret_and_only_where_needed() {
     let docs = rendered();
-    for (svc, has_db) in
-        [("gateway", true), ("accounting", true), ("settlement", true), ("routing", false), ("channel-sim", false)]
-    {
+    for (svc, has_db) in [
+        ("gateway", true),
+        ("accounting", true),
+        ("settlement", true),
+        ("routing", false),
+        ("channel-sim", false),
+    ] {
         let d = find(&docs, "Deployment", &format!("pp-{svc}")).unwrap();
         match env_value(d, "DATABASE_URL") {
             Ok(v) => {
@@ -82,22 +112,48 @@ fn routing_policy_is_a_configmap_mounted_as_a_directory_so_it_reloads_live() {
     let docs = rendered();
     let cm = find(&docs, "ConfigMap", "pp-routing-policy").unwrap();
     let policy = cm["data"]["policy.yaml"].as_str().unwrap();
-    assert!(policy.contains("unionpay"), "default policy missing from the ConfigMap");
+    assert!(
+        policy.contains("unionpay"),
+        "default policy missing from the ConfigMap"
+    );
     let d = find(&docs, "Deployment", "pp-routing").unwrap();
-    let mounts = d["spec"]["template"]["spec"]["containers"][0]["volumeMounts"].as_array().unwrap();
-    let m = mounts.iter().find(|m| m["name"] == "policy").expect("policy volume mounted");
-    assert!(m.get("subPath").is_none(), "subPath mounts never see ConfigMap updates");
-    assert_eq!(env_value(d, "POLICY_FILE").unwrap()["value"], format!("{}/policy.yaml", m["mountPath"].as_str().unwrap()));
+    let mounts = d["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+        .as_array()
+        .unwrap();
+    let m = mounts
+        .iter()
+        .find(|m| m["name"] == "policy")
+        .expect("policy volume mounted");
+    assert!(
+        m.get("subPath").is_none(),
+        "subPath mounts never see ConfigMap updates"
+    );
+    assert_eq!(
+        env_value(d, "POLICY_FILE").unwrap()["value"],
+        format!("{}/policy.yaml", m["mountPath"].as_str().unwrap())
+    );
 }
 
 #[test]
 fn parts_switch_off_and_autoscaling_replaces_fixed_replicas() {
-    let docs = template("pp", "payplane", &[INSTALL, &["channel-sim.enabled=false", "gateway.autoscaling.enabled=true"]].concat())
-        .unwrap();
+    let docs = template(
+        "pp",
+        "payplane",
+        &[
+            INSTALL,
+            &["channel-sim.enabled=false", "gateway.autoscaling.enabled=true"],
+        ]
+        .concat(),
+    )
+    .unwrap();
     assert!(find(&docs, "Deployment", "pp-channel-sim").is_err());
     let hpa = find(&docs, "HorizontalPodAutoscaler", "pp-gateway").unwrap();
     assert_eq!(hpa["spec"]["scaleTargetRef"]["name"], "pp-gateway");
-    assert!(find(&docs, "Deployment", "pp-gateway").unwrap()["spec"].get("replicas").is_none());
+    assert!(
+        find(&docs, "Deployment", "pp-gateway").unwrap()["spec"]
+            .get("replicas")
+            .is_none()
+    );
     assert_eq!(of_kind(&docs, "HorizontalPodAutoscaler").len(), 1);
 }
 
@@ -106,7 +162,12 @@ fn bad_values_fail_with_a_message_naming_the_value() {
     let err = template("pp", "payplane", &[]).unwrap_err();
     assert!(err.contains("/global/database/existingSecret"), "{err}");
 
-    let err = template("pp", "payplane", &[INSTALL, &["gateway.replicaCount=-1"]].concat()).unwrap_err();
+    let err = template(
+        "pp",
+        "payplane",
+        &[INSTALL, &["gateway.replicaCount=-1"]].concat(),
+    )
+    .unwrap_err();
     assert!(err.contains("gateway") && err.contains("/replicaCount"), "{err}");
 
     let err = template("pp", "payplane", &[INSTALL, &["global.logLevel=loud"]].concat()).unwrap_err();

@@ -82,7 +82,11 @@ pub struct AccountRef {
 
 impl AccountRef {
     pub fn new(kind: AccountKind, owner: impl Into<String>, currency: Currency) -> Self {
-        Self { kind, owner: owner.into(), currency }
+        Self {
+            kind,
+            owner: owner.into(),
+            currency,
+        }
     }
 
     pub fn payer(payer: &str, currency: Currency) -> Self {
@@ -124,15 +128,29 @@ mod tests {
     fn account_ids_are_deterministic_per_kind_owner_and_currency() {
         let cny: Currency = "CNY".parse().unwrap();
         let usd: Currency = "USD".parse().unwrap();
-        assert_eq!(AccountRef::merchant("m1", cny).id(), AccountRef::merchant("m1", cny).id());
-        assert_ne!(AccountRef::merchant("m1", cny).id(), AccountRef::merchant("m1", usd).id());
-        assert_ne!(AccountRef::merchant("m1", cny).id(), AccountRef::payer("m1", cny).id());
+        assert_eq!(
+            AccountRef::merchant("m1", cny).id(),
+            AccountRef::merchant("m1", cny).id()
+        );
+        assert_ne!(
+            AccountRef::merchant("m1", cny).id(),
+            AccountRef::merchant("m1", usd).id()
+        );
+        assert_ne!(
+            AccountRef::merchant("m1", cny).id(),
+            AccountRef::payer("m1", cny).id()
+        );
         assert_eq!(AccountRef::fees(cny).name(), "fees:platform:CNY");
     }
 
     #[test]
     fn codes_round_trip() {
-        for k in [AccountKind::Payer, AccountKind::ChannelClearing, AccountKind::Merchant, AccountKind::Fees] {
+        for k in [
+            AccountKind::Payer,
+            AccountKind::ChannelClearing,
+            AccountKind::Merchant,
+            AccountKind::Fees,
+        ] {
             assert_eq!(AccountKind::from_code(k.code()), Some(k));
         }
     }

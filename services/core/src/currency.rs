@@ -12,13 +12,41 @@ pub struct Currency {
 
 /// Currencies we settle in. Adding one is a one-line change here.
 const CURRENCIES: &[Currency] = &[
-    Currency { code: "CNY", numeric: 156, minor_unit_digits: 2 },
-    Currency { code: "HKD", numeric: 344, minor_unit_digits: 2 },
-    Currency { code: "USD", numeric: 840, minor_unit_digits: 2 },
-    Currency { code: "EUR", numeric: 978, minor_unit_digits: 2 },
-    Currency { code: "GBP", numeric: 826, minor_unit_digits: 2 },
-    Currency { code: "JPY", numeric: 392, minor_unit_digits: 0 },
-    Currency { code: "SGD", numeric: 702, minor_unit_digits: 2 },
+    Currency {
+        code: "CNY",
+        numeric: 156,
+        minor_unit_digits: 2,
+    },
+    Currency {
+        code: "HKD",
+        numeric: 344,
+        minor_unit_digits: 2,
+    },
+    Currency {
+        code: "USD",
+        numeric: 840,
+        minor_unit_digits: 2,
+    },
+    Currency {
+        code: "EUR",
+        numeric: 978,
+        minor_unit_digits: 2,
+    },
+    Currency {
+        code: "GBP",
+        numeric: 826,
+        minor_unit_digits: 2,
+    },
+    Currency {
+        code: "JPY",
+        numeric: 392,
+        minor_unit_digits: 0,
+    },
+    Currency {
+        code: "SGD",
+        numeric: 702,
+        minor_unit_digits: 2,
+    },
 ];
 
 impl Currency {
@@ -52,19 +80,30 @@ impl Currency {
         let scale = 10i64.pow(digits);
         let sign = if minor_units < 0 { "-" } else { "" };
         let abs = minor_units.unsigned_abs();
-        format!("{sign}{}.{:0width$}", abs / scale as u64, abs % scale as u64, width = digits as usize)
+        format!(
+            "{sign}{}.{:0width$}",
+            abs / scale as u64,
+            abs % scale as u64,
+            width = digits as usize
+        )
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unsupported currency {0:?}: expected an upper-case ISO 4217 code, one of CNY, HKD, USD, EUR, GBP, JPY, SGD")]
+#[error(
+    "unsupported currency {0:?}: expected an upper-case ISO 4217 code, one of CNY, HKD, USD, EUR, GBP, JPY, SGD"
+)]
 pub struct UnknownCurrency(pub String);
 
 impl FromStr for Currency {
     type Err = UnknownCurrency;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        CURRENCIES.iter().copied().find(|c| c.code == s).ok_or_else(|| UnknownCurrency(s.to_string()))
+        CURRENCIES
+            .iter()
+            .copied()
+            .find(|c| c.code == s)
+            .ok_or_else(|| UnknownCurrency(s.to_string()))
     }
 }
 

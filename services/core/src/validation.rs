@@ -25,7 +25,10 @@ impl Violations {
     }
 
     pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
-        self.0.push(FieldViolation { field: field.into(), description: description.into() });
+        self.0.push(FieldViolation {
+            field: field.into(),
+            description: description.into(),
+        });
     }
 
     pub fn is_empty(&self) -> bool {
@@ -38,11 +41,20 @@ impl Violations {
 
     /// `Ok(())` when there is nothing to report, else the status to return.
     pub fn into_result(self) -> Result<(), tonic::Status> {
-        if self.is_empty() { Ok(()) } else { Err(self.into_status()) }
+        if self.is_empty() {
+            Ok(())
+        } else {
+            Err(self.into_status())
+        }
     }
 
     pub fn into_status(self) -> tonic::Status {
-        let message = self.0.iter().map(|v| format!("{}: {}", v.field, v.description)).collect::<Vec<_>>().join("; ");
+        let message = self
+            .0
+            .iter()
+            .map(|v| format!("{}: {}", v.field, v.description))
+            .collect::<Vec<_>>()
+            .join("; ");
         let mut details = ErrorDetails::new();
         for v in &self.0 {
             details.add_bad_request_violation(v.field.clone(), v.description.clone());
@@ -70,8 +82,15 @@ impl Violations {
     pub fn name(&mut self, field: &str, value: &str) {
         if value.is_empty() {
             self.add(field, "is required");
-        } else if value.len() > 64 || !value.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
-            self.add(field, "must be 1 to 64 characters of letters, digits, '.', '_' or '-'");
+        } else if value.len() > 64
+            || !value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        {
+            self.add(
+                field,
+                "must be 1 to 64 characters of letters, digits, '.', '_' or '-'",
+            );
         }
     }
 
@@ -89,7 +108,10 @@ impl Violations {
             }
         };
         if money.minor_units <= 0 {
-            self.add(format!("{field}.minor_units"), format!("must be positive, got {}", money.minor_units));
+            self.add(
+                format!("{field}.minor_units"),
+                format!("must be positive, got {}", money.minor_units),
+            );
             return None;
         }
         currency.map(|c| (money.minor_units, c))
@@ -103,12 +125,26 @@ mod tests {
     #[test]
     fn collects_every_violation_into_one_status_with_details() {
         let mut v = Violations::new();
-        v.positive_money("amount", Some(&Money { minor_units: 0, currency: "XXX".into() }));
+        v.positive_money(
+            "amount",
+            Some(&Money {
+                minor_units: 0,
+                currency: "XXX".into(),
+            }),
+        );
         v.name("merchant_id", "");
         let status = v.into_status();
         assert_eq!(status.code(), tonic::Code::InvalidArgument);
-        assert!(status.message().contains("amount.currency: unsupported currency"), "{}", status.message());
-        assert!(status.message().contains("amount.minor_units: must be positive, got 0"));
+        assert!(
+            status.message().contains("amount.currency: unsupported currency"),
+            "{}",
+            status.message()
+        );
+        assert!(
+            status
+                .message()
+                .contains("amount.minor_units: must be positive, got 0")
+        );
         assert!(status.message().contains("merchant_id: is required"));
         let details = status.get_error_details();
         assert_eq!(details.bad_request().unwrap().field_violations.len(), 3);
@@ -117,7 +153,13 @@ mod tests {
     #[test]
     fn accepts_valid_money() {
         let mut v = Violations::new();
-        let got = v.positive_money("amount", Some(&Money { minor_units: 100, currency: "CNY".into() }));
+        let got = v.positive_money(
+            "amount",
+            Some(&Money {
+                minor_units: 100,
+                currency: "CNY".into(),
+            }),
+        );
         assert!(v.is_empty());
         assert_eq!(got.map(|(m, c)| (m, c.code())), Some((100, "CNY")));
     }

@@ -29,7 +29,8 @@ impl TestDatabase {
             .await
             .with_context(|| format!("connecting to DATABASE_URL={admin_url}"))?;
         // Identifiers cannot be bound as parameters; the name is ours (prefix sanitised + uuid).
-        conn.execute(AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).await?;
+        conn.execute(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .await?;
         let url = replace_database(&admin_url, &name)?;
         Ok(Self { name, url, admin_url })
     }
@@ -50,10 +51,16 @@ impl Drop for TestDatabase {
         // Drop runs inside the test's runtime; a fresh runtime on its own thread avoids
         // blocking (or panicking) in it.
         let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                return;
+            };
             rt.block_on(async move {
                 if let Ok(mut conn) = PgConnection::connect(&admin_url).await {
-                    let _ = conn.execute(AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))).await;
+                    let _ = conn
+                        .execute(AssertSqlSafe(format!(
+                            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                        )))
+                        .await;
                 }
             });
         })
@@ -62,7 +69,12 @@ impl Drop for TestDatabase {
 }
 
 fn sanitize(prefix: &str) -> String {
-    prefix.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(20).collect::<String>().to_lowercase()
+    prefix
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .take(20)
+        .collect::<String>()
+        .to_lowercase()
 }
 
 /// Swaps the database name in a `postgres://user:pass@host:port/db?params` URL.
@@ -71,7 +83,9 @@ fn replace_database(url: &str, database: &str) -> Result<String> {
         Some((b, q)) => (b, Some(q)),
         None => (url, None),
     };
-    let Some(scheme_end) = base.find("://") else { bail!("DATABASE_URL is not a URL: {url}") };
+    let Some(scheme_end) = base.find("://") else {
+        bail!("DATABASE_URL is not a URL: {url}")
+    };
     let path_start = base[scheme_end + 3..].find('/').map(|i| i + scheme_end + 3);
     let host_part = match path_start {
         Some(i) => &base[..i],
@@ -93,6 +107,9 @@ mod tests {
             replace_database("postgres://u:p@127.0.0.1:55432/payplane?sslmode=disable", "t_x").unwrap(),
             "postgres://u:p@127.0.0.1:55432/t_x?sslmode=disable"
         );
-        assert_eq!(replace_database("postgres://u@h:1", "d").unwrap(), "postgres://u@h:1/d");
+        assert_eq!(
+            replace_database("postgres://u@h:1", "d").unwrap(),
+            "postgres://u@h:1/d"
+        );
     }
 }

@@ -6,7 +6,9 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
-use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
 
 /// A free TCP port on 127.0.0.1 (bound then released; good enough for tests on one machine).
 pub fn free_port() -> Result<u16> {
@@ -19,7 +21,10 @@ pub fn free_port() -> Result<u16> {
 pub fn workspace_binary(name: &str) -> Result<PathBuf> {
     let exe = std::env::current_exe()?;
     // target/<profile>/deps/<test-binary>
-    let profile_dir = exe.parent().and_then(|d| d.parent()).context("test binary has no target dir")?;
+    let profile_dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .context("test binary has no target dir")?;
     let path = profile_dir.join(name);
     if !path.exists() {
         bail!("{} not found: run `cargo build --bins` first", path.display());
@@ -50,8 +55,15 @@ impl ServiceProcess {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let child = cmd.spawn().with_context(|| format!("starting {}", path.display()))?;
-        let mut process = Self { name: binary.to_string(), grpc_addr, admin_addr, child };
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", path.display()))?;
+        let mut process = Self {
+            name: binary.to_string(),
+            grpc_addr,
+            admin_addr,
+            child,
+        };
         if let Err(e) = wait_for_serving(grpc_addr, Duration::from_secs(30)).await {
             if let Ok(Some(status)) = process.child.try_wait() {
                 bail!("{binary} exited with {status} before serving");
@@ -77,7 +89,10 @@ impl ServiceProcess {
 
     /// SIGTERM, then waits for the process to exit (graceful shutdown) up to `timeout`.
     pub fn terminate(&mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
-        let status = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status()?;
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()?;
         if !status.success() {
             bail!("kill -TERM {} failed", self.child.id());
         }
@@ -105,8 +120,16 @@ pub async fn wait_for_serving(addr: SocketAddr, timeout: Duration) -> Result<()>
     let deadline = Instant::now() + timeout;
     let mut last_error = String::from("no answer");
     while Instant::now() < deadline {
-        match tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?.connect().await {
-            Ok(channel) => match HealthClient::new(channel).check(HealthCheckRequest { service: String::new() }).await {
+        match tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+            .connect()
+            .await
+        {
+            Ok(channel) => match HealthClient::new(channel)
+                .check(HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await
+            {
                 Ok(r) if r.get_ref().status == ServingStatus::Serving as i32 => return Ok(()),
                 Ok(r) => last_error = format!("status {:?}", r.get_ref().status),
                 Err(e) => last_error = e.to_string(),
