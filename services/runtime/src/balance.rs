@@ -48,7 +48,9 @@ pub struct ClientArgs {
     pub default_deadline: Duration,
 
     /// Interval of HTTP/2 keepalive pings on client connections.
-    #[arg(long, env = "CLIENT_KEEPALIVE_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    // Own id and flag: ServerArgs has a `keepalive_interval` too, and a service flattens both.
+    #[arg(long = "client-keepalive-interval", id = "client_keepalive_interval", env = "CLIENT_KEEPALIVE_INTERVAL",
+          default_value = "10s", value_parser = parse_duration)]
     pub keepalive_interval: Duration,
 }
 
