@@ -9,7 +9,15 @@ use rand::{SeedableRng, rngs::SmallRng};
 const POLICY: &str = include_str!("../policy/default.yaml");
 
 fn input(amount: i64, currency: &'static str, method: Method, card_bin: &'static str) -> RouteInput<'static> {
-    RouteInput { amount, currency, method, card_bin, merchant: "merchant-1", scene: "ecommerce", excluded: &[] }
+    RouteInput {
+        amount,
+        currency,
+        method,
+        card_bin,
+        merchant: "merchant-1",
+        scene: "ecommerce",
+        excluded: &[],
+    }
 }
 
 fn decisions(c: &mut Criterion) {
@@ -25,10 +33,15 @@ fn decisions(c: &mut Criterion) {
     for (name, req) in [
         ("success_rate", input(10_000, "USD", Method::DebitCard, "")),
         ("volume_split", input(10_000, "CNY", Method::Wallet, "")),
-        ("fixed_bin_rule", input(100_000, "USD", Method::CreditCard, "41111111")),
+        (
+            "fixed_bin_rule",
+            input(100_000, "USD", Method::CreditCard, "41111111"),
+        ),
         ("nested_rule", input(10_000, "HKD", Method::Wallet, "")),
     ] {
-        group.bench_function(name, |b| b.iter(|| black_box(engine.route(black_box(&req), now, &mut rng).ok())));
+        group.bench_function(name, |b| {
+            b.iter(|| black_box(engine.route(black_box(&req), now, &mut rng).ok()))
+        });
     }
     group.finish();
     c.bench_function("report_outcome", |b| {

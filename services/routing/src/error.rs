@@ -25,11 +25,19 @@ impl From<Error> for tonic::Status {
             Error::NotFound { .. } => tonic::Status::not_found(e.to_string()),
             Error::NoRoute(no_route) => {
                 let mut details = ErrorDetails::new();
-                details.set_error_info(no_route.kind.code(), "routing.payplane", std::collections::HashMap::new());
+                details.set_error_info(
+                    no_route.kind.code(),
+                    "routing.payplane",
+                    std::collections::HashMap::new(),
+                );
                 for (channel, why) in &no_route.channels {
                     details.add_precondition_failure_violation("CHANNEL", channel.clone(), why.clone());
                 }
-                tonic::Status::with_error_details(tonic::Code::FailedPrecondition, no_route.to_string(), details)
+                tonic::Status::with_error_details(
+                    tonic::Code::FailedPrecondition,
+                    no_route.to_string(),
+                    details,
+                )
             }
             Error::Internal(cause) => {
                 tracing::error!(cause = %cause, "internal error");

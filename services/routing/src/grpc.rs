@@ -6,9 +6,9 @@ use payplane_core::{Currency, Violations};
 use payplane_proto::{
     common::v1::{Money, PaymentMethod},
     routing::v1::{
-        self as pb, ChannelState, GetPolicyRequest, GetPolicyResponse, ListChannelsRequest, ListChannelsResponse,
-        ReportOutcomeRequest, ReportOutcomeResponse, RouteRequest, RouteResponse, RouteStrategy,
-        ValidatePolicyRequest, ValidatePolicyResponse, routing_service_server::RoutingService,
+        self as pb, ChannelState, GetPolicyRequest, GetPolicyResponse, ListChannelsRequest,
+        ListChannelsResponse, ReportOutcomeRequest, ReportOutcomeResponse, RouteRequest, RouteResponse,
+        RouteStrategy, ValidatePolicyRequest, ValidatePolicyResponse, routing_service_server::RoutingService,
     },
 };
 use rand::{SeedableRng, rngs::SmallRng};
@@ -74,11 +74,22 @@ fn timestamp(t: SystemTime) -> prost_types::Timestamp {
 }
 
 fn timestamp_ms(ms: u64) -> prost_types::Timestamp {
-    prost_types::Timestamp { seconds: (ms / 1000) as i64, nanos: ((ms % 1000) * 1_000_000) as i32 }
+    prost_types::Timestamp {
+        seconds: (ms / 1000) as i64,
+        nanos: ((ms % 1000) * 1_000_000) as i32,
+    }
 }
 
 fn policy_errors(errors: Vec<crate::domain::PolicyError>) -> Vec<pb::PolicyError> {
-    errors.into_iter().map(|e| pb::PolicyError { line: e.line, column: e.column, path: e.path, message: e.message }).collect()
+    errors
+        .into_iter()
+        .map(|e| pb::PolicyError {
+            line: e.line,
+            column: e.column,
+            path: e.path,
+            message: e.message,
+        })
+        .collect()
 }
 
 /// Validated route request: the parts the decision needs.
@@ -94,9 +105,14 @@ fn validate_route(req: &RouteRequest) -> Result<ValidRoute, Error> {
     let money = v.positive_money("amount", req.amount.as_ref());
     let method = method_from_proto(req.method);
     if method.is_none() {
-        v.add("method", "is required: one of DEBIT_CARD, CREDIT_CARD, QR_CODE, BANK_TRANSFER, WALLET");
+        v.add(
+            "method",
+            "is required: one of DEBIT_CARD, CREDIT_CARD, QR_CODE, BANK_TRANSFER, WALLET",
+        );
     }
-    if !req.card_bin.is_empty() && (!(6..=8).contains(&req.card_bin.len()) || !req.card_bin.bytes().all(|b| b.is_ascii_digit())) {
+    if !req.card_bin.is_empty()
+        && (!(6..=8).contains(&req.card_bin.len()) || !req.card_bin.bytes().all(|b| b.is_ascii_digit()))
+    {
         v.add("card_bin", "must be the first 6 to 8 digits of the card number");
     }
     v.name("merchant_id", &req.merchant_id);
@@ -107,7 +123,11 @@ fn validate_route(req: &RouteRequest) -> Result<ValidRoute, Error> {
         v.name(&format!("excluded_channel_ids[{i}]"), c);
     }
     match (money, method) {
-        (Some((amount, currency)), Some(method)) if v.is_empty() => Ok(ValidRoute { amount, currency, method }),
+        (Some((amount, currency)), Some(method)) if v.is_empty() => Ok(ValidRoute {
+            amount,
+            currency,
+            method,
+        }),
         _ => Err(Error::InvalidArgument(v)),
     }
 }
@@ -131,7 +151,13 @@ impl RoutingService for RoutingGrpc {
         let decision = match decided {
             Ok(d) => d,
             Err(no_route) => {
-                self.router.metrics.no_route.get_or_create(&ReasonLabel { reason: no_route.kind.code() }).inc();
+                self.router
+                    .metrics
+                    .no_route
+                    .get_or_create(&ReasonLabel {
+                        reason: no_route.kind.code(),
+                    })
+                    .inc();
                 tracing::info!(payment_id = %req.payment_id, reason = %no_route, "no channel can serve the payment");
                 return Err(Error::NoRoute(no_route).into());
             }
@@ -141,7 +167,10 @@ impl RoutingService for RoutingGrpc {
         tracing::debug!(payment_id = %req.payment_id, channel = %channel.id, reason = %decision.reason, "routed");
         Ok(Response::new(RouteResponse {
             channel_id: channel.id.clone(),
-            fee: Some(Money { minor_units: decision.fee, currency: valid.currency.code().to_owned() }),
+            fee: Some(Money {
+                minor_units: decision.fee,
+                currency: valid.currency.code().to_owned(),
+            }),
             strategy: strategy_to_proto(decision.strategy),
             rule: decision.rule,
             score: decision.score,
@@ -150,14 +179,20 @@ impl RoutingService for RoutingGrpc {
         }))
     }
 
-    async fn report_outcome(&self, request: Request<ReportOutcomeRequest>) -> Result<Response<ReportOutcomeResponse>, Status> {
+    async fn report_outcome(
+        &self,
+        request: Request<ReportOutcomeRequest>,
+    ) -> Result<Response<ReportOutcomeResponse>, Status> {
         let req = request.into_inner();
         let mut v = Violations::new();
         v.id("payment_id", &req.payment_id);
         v.name("channel_id", &req.channel_id);
         let outcome = pb::Outcome::try_from(req.outcome).unwrap_or(pb::Outcome::Unspecified);
         if outcome == pb::Outcome::Unspecified {
-            v.add("outcome", "is required: one of SUCCEEDED, DECLINED, ERROR, TIMEOUT");
+            v.add(
+                "outcome",
+                "is required: one of SUCCEEDED, DECLINED, ERROR, TIMEOUT",
+            );
         }
         // Method and currency are optional: without them only the channel-wide window learns.
         if !req.currency.is_empty() && req.currency.parse::<Currency>().is_err() {
@@ -171,7 +206,11 @@ impl RoutingService for RoutingGrpc {
         }
         let loaded = self.router.current();
         let Some(channel) = loaded.engine.policy.channel_index(&req.channel_id) else {
-            return Err(Error::NotFound { what: "channel", id: req.channel_id }.into());
+            return Err(Error::NotFound {
+                what: "channel",
+                id: req.channel_id,
+            }
+            .into());
         };
         // A decline is the channel working as it should; errors and timeouts are its failures.
         let success = matches!(outcome, pb::Outcome::Succeeded | pb::Outcome::Declined);
@@ -184,11 +223,16 @@ impl RoutingService for RoutingGrpc {
         self.router
             .metrics
             .outcomes
-            .get_or_create(&OutcomeLabels { channel: req.channel_id.clone(), outcome: outcome_name })
+            .get_or_create(&OutcomeLabels {
+                channel: req.channel_id.clone(),
+                outcome: outcome_name,
+            })
             .inc();
         let currency = (!req.currency.is_empty()).then_some(req.currency.as_str());
         let now = Now::system();
-        let change = loaded.engine.record(channel, method_from_proto(req.method), currency, success, now.ms);
+        let change = loaded
+            .engine
+            .record(channel, method_from_proto(req.method), currency, success, now.ms);
         match change {
             Some(StateChange::Eliminated { rate, best }) => {
                 tracing::warn!(channel = %req.channel_id, rate, best = ?best, "channel eliminated for a low success rate; probing for recovery")
@@ -202,7 +246,10 @@ impl RoutingService for RoutingGrpc {
         Ok(Response::new(ReportOutcomeResponse {}))
     }
 
-    async fn list_channels(&self, _request: Request<ListChannelsRequest>) -> Result<Response<ListChannelsResponse>, Status> {
+    async fn list_channels(
+        &self,
+        _request: Request<ListChannelsRequest>,
+    ) -> Result<Response<ListChannelsResponse>, Status> {
         let loaded = self.router.current();
         let engine = &loaded.engine;
         let channels = engine
@@ -227,7 +274,10 @@ impl RoutingService for RoutingGrpc {
                     methods: c.methods.iter().map(|m| method_to_proto(*m)).collect(),
                     min_amount_minor_units: c.min_amount,
                     max_amount_minor_units: c.max_amount,
-                    fee: Some(pb::Fee { fixed_minor_units: c.fee.fixed_minor_units, rate_bps: c.fee.rate_bps }),
+                    fee: Some(pb::Fee {
+                        fixed_minor_units: c.fee.fixed_minor_units,
+                        rate_bps: c.fee.rate_bps,
+                    }),
                     state: state as i32,
                     success_rate: if n > 0 { f64::from(s) / f64::from(n) } else { 0.0 },
                     window_size: n,
@@ -235,10 +285,16 @@ impl RoutingService for RoutingGrpc {
                 }
             })
             .collect();
-        Ok(Response::new(ListChannelsResponse { channels, policy_version: loaded.version.clone() }))
+        Ok(Response::new(ListChannelsResponse {
+            channels,
+            policy_version: loaded.version.clone(),
+        }))
     }
 
-    async fn get_policy(&self, _request: Request<GetPolicyRequest>) -> Result<Response<GetPolicyResponse>, Status> {
+    async fn get_policy(
+        &self,
+        _request: Request<GetPolicyRequest>,
+    ) -> Result<Response<GetPolicyResponse>, Status> {
         let loaded = self.router.current();
         Ok(Response::new(GetPolicyResponse {
             version: loaded.version.clone(),
@@ -248,7 +304,10 @@ impl RoutingService for RoutingGrpc {
         }))
     }
 
-    async fn validate_policy(&self, request: Request<ValidatePolicyRequest>) -> Result<Response<ValidatePolicyResponse>, Status> {
+    async fn validate_policy(
+        &self,
+        request: Request<ValidatePolicyRequest>,
+    ) -> Result<Response<ValidatePolicyResponse>, Status> {
         let req = request.into_inner();
         if req.yaml.trim().is_empty() {
             let mut v = Violations::new();
@@ -260,6 +319,10 @@ impl RoutingService for RoutingGrpc {
             Ok(_) => (true, Vec::new()),
             Err(errors) => (false, policy_errors(errors)),
         };
-        Ok(Response::new(ValidatePolicyResponse { valid, errors, version }))
+        Ok(Response::new(ValidatePolicyResponse {
+            valid,
+            errors,
+            version,
+        }))
     }
 }

@@ -7,5 +7,5 @@ pub mod domain;
 pub mod error;
 pub mod grpc;
 pub mod metrics;
-pub mod state;
 pub mod simulation;
+pub mod state;

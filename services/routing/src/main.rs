@@ -1,6 +1,10 @@
 //! `routing`: wiring only. See the crate README.
 
-use std::{path::Path, process::ExitCode, sync::Arc};
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+    sync::Arc,
+};
 
 use payplane_proto::routing::v1::routing_service_server::RoutingServiceServer;
 use payplane_routing::{
@@ -13,11 +17,15 @@ use payplane_routing::{
 use payplane_runtime::{GrpcServer, config, telemetry};
 
 fn main() -> ExitCode {
-    let config: Config = config::parse(env!("CARGO_PKG_VERSION"));
-    if let Some(file) = &config.check_policy {
-        return check_policy(file);
+    // The check tool needs no server settings: handle it before they are required.
+    if let Some(file) = check_policy_arg() {
+        return check_policy(&file);
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let config: Config = config::parse(env!("CARGO_PKG_VERSION"));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     match runtime.block_on(serve(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -25,6 +33,21 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `--check-policy FILE` or `--check-policy=FILE` (also declared in [`Config`] for `--help`).
+fn check_policy_arg() -> Option<PathBuf> {
+    let mut args = std::env::args_os().skip(1);
+    while let Some(arg) = args.next() {
+        let arg = arg.to_string_lossy().into_owned();
+        if arg == "--check-policy" {
+            return args.next().map(PathBuf::from);
+        }
+        if let Some(file) = arg.strip_prefix("--check-policy=") {
+            return Some(PathBuf::from(file));
+        }
+    }
+    None
 }
 
 /// `routing --check-policy FILE`: every error as `FILE:LINE:COLUMN: path: why`.
@@ -46,7 +69,10 @@ fn check_policy(file: &Path) -> ExitCode {
                 count_rules(&policy.rules)
             );
             for id in unreachable_channels(&policy) {
-                println!("{}: note: channel `{id}` is not named by any route", file.display());
+                println!(
+                    "{}: note: channel `{id}` is not named by any route",
+                    file.display()
+                );
             }
             ExitCode::SUCCESS
         }
@@ -62,8 +88,12 @@ fn check_policy(file: &Path) -> ExitCode {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let telemetry = telemetry::init("routing", &config.runtime)?;
-    let path = config.policy_file.clone().ok_or_else(|| anyhow::anyhow!("POLICY_FILE (--policy-file) is required"))?;
-    let yaml = read_policy(&path).map_err(|e| anyhow::anyhow!("cannot read policy {}: {e}", path.display()))?;
+    let path = config
+        .policy_file
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("POLICY_FILE (--policy-file) is required"))?;
+    let yaml =
+        read_policy(&path).map_err(|e| anyhow::anyhow!("cannot read policy {}: {e}", path.display()))?;
     let metrics = RoutingMetrics::default();
     let source = path.display().to_string();
     let router = match Router::new(&source, yaml, metrics.clone()) {
@@ -83,7 +113,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .add_service(RoutingServiceServer::new(RoutingGrpc::new(router.clone())));
     metrics.register(&mut server.metrics().registry());
     let shutdown = server.shutdown_handle();
-    let watcher = tokio::spawn(watch(router, path, config.policy_poll_interval, async move { shutdown.triggered().await }));
+    let watcher = tokio::spawn(watch(router, path, config.policy_poll_interval, async move {
+        shutdown.triggered().await
+    }));
     let result = server.serve().await;
     watcher.abort();
     result?;

@@ -56,13 +56,41 @@ pub struct RoutingMetrics {
 
 impl RoutingMetrics {
     pub fn register(&self, registry: &mut Registry) {
-        registry.register("routing_policy_info", "The policy in force (value 1), by content-hash version", self.policy_info.clone());
-        registry.register("routing_policy_reloads", "Policy reloads by result (applied, rejected)", self.policy_reloads.clone());
-        registry.register("routing_decisions", "Routing decisions by channel and strategy", self.decisions.clone());
-        registry.register("routing_no_route", "Route requests no channel could serve, by reason", self.no_route.clone());
-        registry.register("routing_outcomes", "Reported outcomes by channel and outcome", self.outcomes.clone());
-        registry.register("routing_channel_eliminated", "1 while a channel is eliminated for a low success rate", self.eliminated.clone());
-        registry.register("routing_channel_success_rate", "Success rate over the channel's sliding window (this replica)", self.success_rate.clone());
+        registry.register(
+            "routing_policy_info",
+            "The policy in force (value 1), by content-hash version",
+            self.policy_info.clone(),
+        );
+        registry.register(
+            "routing_policy_reloads",
+            "Policy reloads by result (applied, rejected)",
+            self.policy_reloads.clone(),
+        );
+        registry.register(
+            "routing_decisions",
+            "Routing decisions by channel and strategy",
+            self.decisions.clone(),
+        );
+        registry.register(
+            "routing_no_route",
+            "Route requests no channel could serve, by reason",
+            self.no_route.clone(),
+        );
+        registry.register(
+            "routing_outcomes",
+            "Reported outcomes by channel and outcome",
+            self.outcomes.clone(),
+        );
+        registry.register(
+            "routing_channel_eliminated",
+            "1 while a channel is eliminated for a low success rate",
+            self.eliminated.clone(),
+        );
+        registry.register(
+            "routing_channel_success_rate",
+            "Success rate over the channel's sliding window (this replica)",
+            self.success_rate.clone(),
+        );
     }
 
     /// Counters of one channel, one per strategy, resolved once per policy so that a decision
@@ -70,7 +98,12 @@ impl RoutingMetrics {
     pub fn decision_counters(&self, channel: &str) -> Vec<Counter> {
         Strategy::ALL
             .iter()
-            .map(|s| self.decisions.get_or_create_owned(&DecisionLabels { channel: channel.to_owned(), strategy: s.name() }))
+            .map(|s| {
+                self.decisions.get_or_create_owned(&DecisionLabels {
+                    channel: channel.to_owned(),
+                    strategy: s.name(),
+                })
+            })
             .collect()
     }
 }

@@ -131,11 +131,15 @@ pub fn run(scenario: &Scenario) -> Report {
             let change = engine.record(channel, Some(Method::DebitCard), Some("CNY"), success, due);
             if channel == a {
                 match change {
-                    Some(StateChange::Eliminated { .. }) if t >= brownout_ms && report.elimination_attempts.is_none() => {
+                    Some(StateChange::Eliminated { .. })
+                        if t >= brownout_ms && report.elimination_attempts.is_none() =>
+                    {
                         report.elimination_attempts = Some(attempts_on_a_since_brownout);
                         report.elimination_after_s = Some((t - brownout_ms) as f64 / 1000.0);
                     }
-                    Some(StateChange::Readmitted { .. }) if t >= recovery_ms && report.readmitted_after_s.is_none() => {
+                    Some(StateChange::Readmitted { .. })
+                        if t >= recovery_ms && report.readmitted_after_s.is_none() =>
+                    {
                         report.readmitted_after_s = Some((t - recovery_ms) as f64 / 1000.0);
                     }
                     _ => {}
@@ -166,7 +170,11 @@ pub fn run(scenario: &Scenario) -> Report {
                 if t >= brownout_ms {
                     attempts_on_a_since_brownout += 1;
                 }
-                if t >= brownout_ms && t < recovery_ms { scenario.a_brownout } else { scenario.a_normal }
+                if t >= brownout_ms && t < recovery_ms {
+                    scenario.a_brownout
+                } else {
+                    scenario.a_normal
+                }
             } else {
                 scenario.b_rate
             };
@@ -174,13 +182,20 @@ pub fn run(scenario: &Scenario) -> Report {
             if t >= brownout_ms && t < recovery_ms && d.strategy == Strategy::SuccessRate && d.channel == a {
                 report.detection_attempts = Some(attempts_on_a_since_brownout);
             }
-            pending.push_back((now + scenario.feedback_delay_ms, d.channel, rng.random::<f64>() < rate));
+            pending.push_back((
+                now + scenario.feedback_delay_ms,
+                d.channel,
+                rng.random::<f64>() < rate,
+            ));
         }
         t += step_ms;
     }
 
-    report.a_share_per_s =
-        per_s_a.iter().zip(&per_s_total).map(|(a, n)| if *n == 0 { 0.0 } else { *a as f64 / *n as f64 }).collect();
+    report.a_share_per_s = per_s_a
+        .iter()
+        .zip(&per_s_total)
+        .map(|(a, n)| if *n == 0 { 0.0 } else { *a as f64 / *n as f64 })
+        .collect();
     let share = |from: u64, to: u64| {
         let (from, to) = (from as usize, (to as usize).min(seconds));
         let a: u64 = per_s_a[from..to].iter().sum();
@@ -190,7 +205,11 @@ pub fn run(scenario: &Scenario) -> Report {
     let bs = scenario.brownout_start_s;
     report.a_share_before = share(bs.saturating_sub(30), bs);
     let after = share(bs + 50, bs + 60);
-    report.moved_away_at_60s = if report.a_share_before > 0.0 { 1.0 - after / report.a_share_before } else { 0.0 };
+    report.moved_away_at_60s = if report.a_share_before > 0.0 {
+        1.0 - after / report.a_share_before
+    } else {
+        0.0
+    };
     report.moved_90_after_s = (bs..scenario.recovery_start_s)
         .find(|s| report.a_share_per_s[*s as usize] <= 0.1 * report.a_share_before)
         .map(|s| s - bs);

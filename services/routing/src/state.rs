@@ -40,8 +40,14 @@ impl Loaded {
 #[derive(Debug)]
 pub enum Reload {
     Unchanged,
-    Applied { from: String, to: String },
-    Rejected { version: String, errors: Vec<PolicyError> },
+    Applied {
+        from: String,
+        to: String,
+    },
+    Rejected {
+        version: String,
+        errors: Vec<PolicyError>,
+    },
 }
 
 pub struct Router {
@@ -53,8 +59,16 @@ impl Router {
     /// A router with the policy in `yaml`, or every error in it.
     pub fn new(source: &str, yaml: String, metrics: RoutingMetrics) -> Result<Self, Vec<PolicyError>> {
         let loaded = build(source, yaml, None, &metrics)?;
-        metrics.policy_info.get_or_create(&VersionLabel { policy_version: loaded.version.clone() }).set(1);
-        Ok(Self { current: ArcSwap::from_pointee(loaded), metrics })
+        metrics
+            .policy_info
+            .get_or_create(&VersionLabel {
+                policy_version: loaded.version.clone(),
+            })
+            .set(1);
+        Ok(Self {
+            current: ArcSwap::from_pointee(loaded),
+            metrics,
+        })
     }
 
     pub fn current(&self) -> Guard<Arc<Loaded>> {
@@ -73,13 +87,29 @@ impl Router {
             Ok(loaded) => {
                 let to = loaded.version.clone();
                 self.current.store(Arc::new(loaded));
-                self.metrics.policy_info.remove(&VersionLabel { policy_version: current.version.clone() });
-                self.metrics.policy_info.get_or_create(&VersionLabel { policy_version: to.clone() }).set(1);
-                self.metrics.policy_reloads.get_or_create(&ResultLabel { result: "applied" }).inc();
-                Reload::Applied { from: current.version.clone(), to }
+                self.metrics.policy_info.remove(&VersionLabel {
+                    policy_version: current.version.clone(),
+                });
+                self.metrics
+                    .policy_info
+                    .get_or_create(&VersionLabel {
+                        policy_version: to.clone(),
+                    })
+                    .set(1);
+                self.metrics
+                    .policy_reloads
+                    .get_or_create(&ResultLabel { result: "applied" })
+                    .inc();
+                Reload::Applied {
+                    from: current.version.clone(),
+                    to,
+                }
             }
             Err(errors) => {
-                self.metrics.policy_reloads.get_or_create(&ResultLabel { result: "rejected" }).inc();
+                self.metrics
+                    .policy_reloads
+                    .get_or_create(&ResultLabel { result: "rejected" })
+                    .inc();
                 Reload::Rejected { version, errors }
             }
         }
@@ -88,17 +118,31 @@ impl Router {
     /// Refreshes the per-channel gauges after an outcome.
     pub fn update_channel_gauges(&self, loaded: &Loaded, channel: usize) {
         let stats = &loaded.engine.stats[channel];
-        let label = ChannelLabel { channel: loaded.engine.policy.channels[channel].id.clone() };
-        self.metrics.eliminated.get_or_create(&label).set(i64::from(stats.is_eliminated()));
+        let label = ChannelLabel {
+            channel: loaded.engine.policy.channels[channel].id.clone(),
+        };
+        self.metrics
+            .eliminated
+            .get_or_create(&label)
+            .set(i64::from(stats.is_eliminated()));
         if let Some(rate) = stats.overall.rate() {
             self.metrics.success_rate.get_or_create(&label).set(rate);
         }
     }
 }
 
-fn build(source: &str, yaml: String, previous: Option<&Engine>, metrics: &RoutingMetrics) -> Result<Loaded, Vec<PolicyError>> {
+fn build(
+    source: &str,
+    yaml: String,
+    previous: Option<&Engine>,
+    metrics: &RoutingMetrics,
+) -> Result<Loaded, Vec<PolicyError>> {
     let policy = parse_policy(&yaml)?;
-    let decision_counters = policy.channels.iter().map(|c| metrics.decision_counters(&c.id)).collect();
+    let decision_counters = policy
+        .channels
+        .iter()
+        .map(|c| metrics.decision_counters(&c.id))
+        .collect();
     Ok(Loaded {
         engine: Engine::new(policy, previous),
         version: version_of(&yaml),
@@ -116,7 +160,12 @@ pub fn read_policy(path: &Path) -> std::io::Result<String> {
 }
 
 /// Polls `path` every `interval` and applies changes until `stop` completes.
-pub async fn watch(router: Arc<Router>, path: PathBuf, interval: Duration, stop: impl std::future::Future<Output = ()>) {
+pub async fn watch(
+    router: Arc<Router>,
+    path: PathBuf,
+    interval: Duration,
+    stop: impl std::future::Future<Output = ()>,
+) {
     let source = path.display().to_string();
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

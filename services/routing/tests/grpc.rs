@@ -13,8 +13,8 @@ use std::{
 use payplane_proto::{
     common::v1::{Money, PaymentMethod},
     routing::v1::{
-        ChannelState, GetPolicyRequest, ListChannelsRequest, Outcome, ReportOutcomeRequest, RouteRequest, RouteStrategy,
-        ValidatePolicyRequest, routing_service_client::RoutingServiceClient,
+        ChannelState, GetPolicyRequest, ListChannelsRequest, Outcome, ReportOutcomeRequest, RouteRequest,
+        RouteStrategy, ValidatePolicyRequest, routing_service_client::RoutingServiceClient,
     },
 };
 use payplane_testkit::{ServiceProcess, workspace_binary};
@@ -68,8 +68,11 @@ async fn start(policy: &Path) -> (ServiceProcess, RoutingServiceClient<Channel>)
         ("POLICY_POLL_INTERVAL", "100ms".to_owned()),
         ("LOG_FORMAT", "text".to_owned()),
         ("RUST_LOG", "warn".to_owned()),
+        ("SERVICE_VERSION", "test".to_owned()),
     ];
-    let process = ServiceProcess::start("routing", &env, &[]).await.expect("routing starts");
+    let process = ServiceProcess::start("routing", &env, &[])
+        .await
+        .expect("routing starts");
     let client = RoutingServiceClient::connect(process.grpc_url()).await.unwrap();
     (process, client)
 }
@@ -77,7 +80,10 @@ async fn start(policy: &Path) -> (ServiceProcess, RoutingServiceClient<Channel>)
 fn route_request(amount: i64, currency: &str, method: PaymentMethod) -> RouteRequest {
     RouteRequest {
         payment_id: uuid::Uuid::now_v7().to_string(),
-        amount: Some(Money { minor_units: amount, currency: currency.to_owned() }),
+        amount: Some(Money {
+            minor_units: amount,
+            currency: currency.to_owned(),
+        }),
         method: method as i32,
         card_bin: String::new(),
         merchant_id: "merchant-1".to_owned(),
@@ -90,7 +96,12 @@ fn violations(status: &tonic::Status) -> Vec<(String, String)> {
     status
         .get_error_details()
         .bad_request()
-        .map(|b| b.field_violations.iter().map(|v| (v.field.clone(), v.description.clone())).collect())
+        .map(|b| {
+            b.field_violations
+                .iter()
+                .map(|v| (v.field.clone(), v.description.clone()))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -111,14 +122,24 @@ async fn routes_learns_from_outcomes_and_reports_channels_and_policy() {
     assert_eq!(r.channel_id, "unionpay");
     assert_eq!(r.rule, "international-cards");
     assert_eq!(r.strategy, RouteStrategy::Fixed as i32);
-    assert_eq!(r.fee, Some(Money { minor_units: 380, currency: "USD".into() }));
+    assert_eq!(
+        r.fee,
+        Some(Money {
+            minor_units: 380,
+            currency: "USD".into()
+        })
+    );
     assert_eq!(r.policy_version, policy.version);
     assert!(!r.reason.is_empty());
 
     // CNY wallets: a 70/30 split between netsunion and the wallet acquirer.
     let mut seen = std::collections::HashMap::new();
     for _ in 0..200 {
-        let r = client.route(route_request(10_000, "CNY", PaymentMethod::Wallet)).await.unwrap().into_inner();
+        let r = client
+            .route(route_request(10_000, "CNY", PaymentMethod::Wallet))
+            .await
+            .unwrap()
+            .into_inner();
         assert_eq!(r.strategy, RouteStrategy::VolumeSplit as i32);
         *seen.entry(r.channel_id).or_insert(0) += 1;
     }
@@ -135,13 +156,31 @@ async fn routes_learns_from_outcomes_and_reports_channels_and_policy() {
             currency: "USD".into(),
         };
         // Declines count as the channel working.
-        let ok = if i % 5 == 0 { Outcome::Declined } else { Outcome::Succeeded };
+        let ok = if i % 5 == 0 {
+            Outcome::Declined
+        } else {
+            Outcome::Succeeded
+        };
         client.report_outcome(report("unionpay", ok)).await.unwrap();
-        client.report_outcome(report("bank-direct", Outcome::Timeout)).await.unwrap();
+        client
+            .report_outcome(report("bank-direct", Outcome::Timeout))
+            .await
+            .unwrap();
     }
-    let channels = client.list_channels(ListChannelsRequest {}).await.unwrap().into_inner();
+    let channels = client
+        .list_channels(ListChannelsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(channels.policy_version, policy.version);
-    let by_id = |id: &str| channels.channels.iter().find(|c| c.channel_id == id).unwrap().clone();
+    let by_id = |id: &str| {
+        channels
+            .channels
+            .iter()
+            .find(|c| c.channel_id == id)
+            .unwrap()
+            .clone()
+    };
     let unionpay = by_id("unionpay");
     assert_eq!((unionpay.window_size, unionpay.success_rate), (60, 1.0));
     assert_eq!(unionpay.state, ChannelState::Active as i32);
@@ -153,7 +192,11 @@ async fn routes_learns_from_outcomes_and_reports_channels_and_policy() {
     // USD debit cards now avoid bank-direct (success rate, exploration or a recovery probe aside).
     let mut to_bank = 0;
     for _ in 0..100 {
-        let r = client.route(route_request(10_000, "USD", PaymentMethod::DebitCard)).await.unwrap().into_inner();
+        let r = client
+            .route(route_request(10_000, "USD", PaymentMethod::DebitCard))
+            .await
+            .unwrap()
+            .into_inner();
         if r.channel_id == "bank-direct" {
             assert_eq!(r.strategy, RouteStrategy::RecoveryProbe as i32);
             to_bank += 1;
@@ -162,14 +205,31 @@ async fn routes_learns_from_outcomes_and_reports_channels_and_policy() {
     assert!(to_bank <= 2, "{to_bank} decisions went to the eliminated channel");
 
     // ValidatePolicy lists every error with its place.
-    let bad = DEFAULT_POLICY.replace("split: { netsunion: 70, wallet: 30 }", "split: { netsunion: 70, wallt: 20 }");
-    let v = client.validate_policy(ValidatePolicyRequest { yaml: bad }).await.unwrap().into_inner();
+    let bad = DEFAULT_POLICY.replace(
+        "split: { netsunion: 70, wallet: 30 }",
+        "split: { netsunion: 70, wallt: 20 }",
+    );
+    let v = client
+        .validate_policy(ValidatePolicyRequest { yaml: bad })
+        .await
+        .unwrap()
+        .into_inner();
     assert!(!v.valid);
     assert_eq!(v.errors.len(), 1, "{:?}", v.errors);
-    assert!(v.errors[0].message.contains("unknown channel `wallt`"), "{:?}", v.errors);
+    assert!(
+        v.errors[0].message.contains("unknown channel `wallt`"),
+        "{:?}",
+        v.errors
+    );
     assert!(v.errors[0].line > 100);
     assert_eq!(v.errors[0].path, "rules[5].route.split.wallt");
-    let ok = client.validate_policy(ValidatePolicyRequest { yaml: DEFAULT_POLICY.into() }).await.unwrap().into_inner();
+    let ok = client
+        .validate_policy(ValidatePolicyRequest {
+            yaml: DEFAULT_POLICY.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
     assert!(ok.valid && ok.errors.is_empty());
     assert_eq!(ok.version, policy.version);
 }
@@ -186,23 +246,50 @@ async fn bad_input_gets_clear_statuses() {
     let status = client.route(bad).await.unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
     let fields: Vec<String> = violations(&status).into_iter().map(|(f, _)| f).collect();
-    for field in ["payment_id", "amount.currency", "amount.minor_units", "method", "card_bin", "merchant_id"] {
+    for field in [
+        "payment_id",
+        "amount.currency",
+        "amount.minor_units",
+        "method",
+        "card_bin",
+        "merchant_id",
+    ] {
         assert!(fields.iter().any(|f| f == field), "{field} missing in {fields:?}");
     }
 
     // No channel takes JPY, none takes USD wallets, none 20,000,000.00 USD.
-    let status = client.route(route_request(10_000, "JPY", PaymentMethod::DebitCard)).await.unwrap_err();
+    let status = client
+        .route(route_request(10_000, "JPY", PaymentMethod::DebitCard))
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::FailedPrecondition);
     assert!(status.message().contains("currency"), "{}", status.message());
-    assert_eq!(status.get_error_details().error_info().unwrap().reason, "NO_CHANNEL_FOR_CURRENCY");
-    let status = client.route(route_request(10_000, "USD", PaymentMethod::Wallet)).await.unwrap_err();
+    assert_eq!(
+        status.get_error_details().error_info().unwrap().reason,
+        "NO_CHANNEL_FOR_CURRENCY"
+    );
+    let status = client
+        .route(route_request(10_000, "USD", PaymentMethod::Wallet))
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::FailedPrecondition);
     assert!(status.message().contains("method"), "{}", status.message());
-    let status = client.route(route_request(2_000_000_000, "USD", PaymentMethod::DebitCard)).await.unwrap_err();
+    let status = client
+        .route(route_request(2_000_000_000, "USD", PaymentMethod::DebitCard))
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::FailedPrecondition);
     assert!(status.message().contains("limits"), "{}", status.message());
-    let failures = status.get_error_details().precondition_failure().unwrap().violations.clone();
-    assert!(failures.iter().any(|v| v.subject == "bank-direct"), "{failures:?}");
+    let failures = status
+        .get_error_details()
+        .precondition_failure()
+        .unwrap()
+        .violations
+        .clone();
+    assert!(
+        failures.iter().any(|v| v.subject == "bank-direct"),
+        "{failures:?}"
+    );
 
     let status = client
         .report_outcome(ReportOutcomeRequest {
@@ -215,14 +302,21 @@ async fn bad_input_gets_clear_statuses() {
         .unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
     let status = client
-        .report_outcome(ReportOutcomeRequest { channel_id: "unionpay".into(), currency: "cny".into(), ..Default::default() })
+        .report_outcome(ReportOutcomeRequest {
+            channel_id: "unionpay".into(),
+            currency: "cny".into(),
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
     let fields: Vec<String> = violations(&status).into_iter().map(|(f, _)| f).collect();
     assert_eq!(fields, vec!["payment_id", "outcome", "currency"]);
 
-    let status = client.validate_policy(ValidatePolicyRequest { yaml: " ".into() }).await.unwrap_err();
+    let status = client
+        .validate_policy(ValidatePolicyRequest { yaml: " ".into() })
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
 }
 
@@ -230,18 +324,33 @@ async fn bad_input_gets_clear_statuses() {
 async fn policy_reloads_live_under_load_without_losing_a_request() {
     let mut dir = ConfigMapDir::new(DEFAULT_POLICY);
     let (process, client) = start(&dir.path()).await;
-    let first = client.clone().get_policy(GetPolicyRequest {}).await.unwrap().into_inner().version;
+    let first = client
+        .clone()
+        .get_policy(GetPolicyRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .version;
 
     let stop = Arc::new(AtomicBool::new(false));
     let ok = Arc::new(AtomicU64::new(0));
     let on_new = Arc::new(AtomicU64::new(0));
     let mut workers = Vec::new();
     for _ in 0..8 {
-        let (mut client, stop, ok, on_new, first) = (client.clone(), stop.clone(), ok.clone(), on_new.clone(), first.clone());
+        let (mut client, stop, ok, on_new, first) = (
+            client.clone(),
+            stop.clone(),
+            ok.clone(),
+            on_new.clone(),
+            first.clone(),
+        );
         workers.push(tokio::spawn(async move {
             let mut failures = Vec::new();
             while !stop.load(Ordering::Relaxed) {
-                match client.route(route_request(10_000, "USD", PaymentMethod::DebitCard)).await {
+                match client
+                    .route(route_request(10_000, "USD", PaymentMethod::DebitCard))
+                    .await
+                {
                     Ok(r) => {
                         let r = r.into_inner();
                         ok.fetch_add(1, Ordering::Relaxed);
@@ -266,30 +375,83 @@ async fn policy_reloads_live_under_load_without_losing_a_request() {
     dir.update(&new_yaml);
     let deadline = Instant::now() + Duration::from_secs(10);
     while on_new.load(Ordering::Relaxed) == 0 {
-        assert!(Instant::now() < deadline, "the new policy was not applied within 10 s");
+        assert!(
+            Instant::now() < deadline,
+            "the new policy was not applied within 10 s"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let second = client.clone().get_policy(GetPolicyRequest {}).await.unwrap().into_inner().version;
+    let second = client
+        .clone()
+        .get_policy(GetPolicyRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .version;
     assert_ne!(second, first);
 
     // An invalid update is rejected and the running policy kept.
     dir.update("channels: [\n");
     tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(client.clone().get_policy(GetPolicyRequest {}).await.unwrap().into_inner().version, second);
+    assert_eq!(
+        client
+            .clone()
+            .get_policy(GetPolicyRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .version,
+        second
+    );
 
     stop.store(true, Ordering::Relaxed);
     let mut failures = Vec::new();
     for w in workers {
         failures.extend(w.await.unwrap());
     }
-    assert!(failures.is_empty(), "requests failed during the reload: {failures:?}");
-    assert!(ok.load(Ordering::Relaxed) > 100, "load ran: {}", ok.load(Ordering::Relaxed));
+    assert!(
+        failures.is_empty(),
+        "requests failed during the reload: {failures:?}"
+    );
+    assert!(
+        ok.load(Ordering::Relaxed) > 100,
+        "load ran: {}",
+        ok.load(Ordering::Relaxed)
+    );
 
-    let metrics = reqwest::get(format!("http://{}/metrics", process.admin_addr)).await.unwrap().text().await.unwrap();
-    assert!(metrics.contains(&format!("routing_policy_info{{policy_version=\"{second}\"")), "{metrics}");
-    assert!(!metrics.contains(&format!("policy_version=\"{first}\"")), "old version still reported");
-    assert!(metrics.contains("routing_policy_reloads_total{result=\"rejected\""), "{metrics}");
-    assert!(metrics.contains("routing_decisions_total{channel=\"bank-direct\",strategy=\"fixed\""), "{metrics}");
+    let metrics = reqwest::get(format!("http://{}/metrics", process.admin_addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let has = |name: &str, labels: &[&str]| {
+        metrics
+            .lines()
+            .any(|l| l.starts_with(&format!("{name}{{")) && labels.iter().all(|want| l.contains(want)))
+    };
+    assert!(
+        has("routing_policy_info", &[&format!("policy_version=\"{second}\"")]),
+        "{metrics}"
+    );
+    assert!(
+        !has("routing_policy_info", &[&format!("policy_version=\"{first}\"")]),
+        "old version still reported"
+    );
+    assert!(
+        has("routing_policy_reloads_total", &["result=\"rejected\""]),
+        "{metrics}"
+    );
+    let fixed_to_bank = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("routing_decisions_total{")
+                && l.contains("channel=\"bank-direct\"")
+                && l.contains("strategy=\"fixed\"")
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<u64>().ok());
+    assert!(fixed_to_bank.is_some_and(|n| n > 0), "{metrics}");
 }
 
 #[test]
@@ -300,7 +462,11 @@ fn check_policy_prints_every_error_with_its_line() {
 
     let good = dir.join("good.yaml");
     std::fs::write(&good, DEFAULT_POLICY).unwrap();
-    let out = std::process::Command::new(&routing).arg("--check-policy").arg(&good).output().unwrap();
+    let out = std::process::Command::new(&routing)
+        .arg("--check-policy")
+        .arg(&good)
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
     assert!(stdout.contains("valid policy, version"), "{stdout}");
@@ -308,23 +474,40 @@ fn check_policy_prints_every_error_with_its_line() {
     let bad = dir.join("bad.yaml");
     let yaml = DEFAULT_POLICY
         .replace("fixed: unionpay\n", "fixed: union-pay\n")
-        .replace("split: { unionpay: 60, bank-direct: 40 }", "split: { unionpay: 60, bank-direct: 30 }");
+        .replace(
+            "split: { unionpay: 60, bank-direct: 40 }",
+            "split: { unionpay: 60, bank-direct: 30 }",
+        );
     std::fs::write(&bad, &yaml).unwrap();
-    let out = std::process::Command::new(&routing).arg("--check-policy").arg(&bad).output().unwrap();
+    let out = std::process::Command::new(&routing)
+        .arg("--check-policy")
+        .arg(&bad)
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success());
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 3, "{stdout}");
     let line_of = |needle: &str| yaml.lines().position(|l| l.contains(needle)).unwrap() + 1;
-    assert!(lines[0].starts_with(&format!("{}:{}:", bad.display(), line_of("union-pay"))), "{stdout}");
+    assert!(
+        lines[0].starts_with(&format!("{}:{}:", bad.display(), line_of("union-pay"))),
+        "{stdout}"
+    );
     assert!(lines[0].contains("unknown channel `union-pay`"), "{stdout}");
-    assert!(lines[1].starts_with(&format!("{}:{}:", bad.display(), line_of("bank-direct: 30"))), "{stdout}");
+    assert!(
+        lines[1].starts_with(&format!("{}:{}:", bad.display(), line_of("bank-direct: 30"))),
+        "{stdout}"
+    );
     assert!(lines[1].contains("weights add up to 90, not 100"), "{stdout}");
     assert!(lines[2].contains("2 error(s)"), "{stdout}");
 
     let syntax = dir.join("syntax.yaml");
     std::fs::write(&syntax, "channels:\n  - id: a\n    methods: [wallet\n").unwrap();
-    let out = std::process::Command::new(&routing).arg("--check-policy").arg(&syntax).output().unwrap();
+    let out = std::process::Command::new(&routing)
+        .arg("--check-policy")
+        .arg(&syntax)
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success());
     assert!(stdout.contains("invalid YAML"), "{stdout}");

@@ -29,7 +29,10 @@ use payplane_routing::{
 use rand::{SeedableRng, rngs::SmallRng};
 
 #[derive(Parser)]
-#[command(name = "routing-bench", about = "Benchmarks of the routing service (prints figures)")]
+#[command(
+    name = "routing-bench",
+    about = "Benchmarks of the routing service (prints figures)"
+)]
 struct Args {
     #[command(subcommand)]
     command: Cmd,
@@ -76,9 +79,29 @@ enum Cmd {
 fn main() -> anyhow::Result<()> {
     match Args::parse().command {
         Cmd::Decide { policy, decisions } => decide(&policy, decisions),
-        Cmd::Grpc { target, admin, policy, connections, concurrency, seconds, warmup_seconds, client_threads } => {
-            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(client_threads).enable_all().build()?;
-            runtime.block_on(grpc(target, admin, policy, connections, concurrency, seconds, warmup_seconds))
+        Cmd::Grpc {
+            target,
+            admin,
+            policy,
+            connections,
+            concurrency,
+            seconds,
+            warmup_seconds,
+            client_threads,
+        } => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(client_threads)
+                .enable_all()
+                .build()?;
+            runtime.block_on(grpc(
+                target,
+                admin,
+                policy,
+                connections,
+                concurrency,
+                seconds,
+                warmup_seconds,
+            ))
         }
         Cmd::Brownout { seeds } => {
             brownout(seeds);
@@ -96,7 +119,10 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 
 fn decide(policy: &PathBuf, decisions: usize) -> anyhow::Result<()> {
     let yaml = std::fs::read_to_string(policy).with_context(|| format!("reading {}", policy.display()))?;
-    let engine = Engine::new(parse_policy(&yaml).map_err(|e| anyhow::anyhow!("invalid policy: {e:?}"))?, None);
+    let engine = Engine::new(
+        parse_policy(&yaml).map_err(|e| anyhow::anyhow!("invalid policy: {e:?}"))?,
+        None,
+    );
     // Give success-rate routing data to read.
     for c in 0..engine.policy.channels.len() {
         for i in 0..100 {
@@ -109,7 +135,15 @@ fn decide(policy: &PathBuf, decisions: usize) -> anyhow::Result<()> {
     let started = Instant::now();
     for i in 0..decisions {
         let (amount, currency, method, bin) = inputs[i % inputs.len()];
-        let input = RouteInput { amount, currency, method, card_bin: bin, merchant: "merchant-1", scene: "ecommerce", excluded: &[] };
+        let input = RouteInput {
+            amount,
+            currency,
+            method,
+            card_bin: bin,
+            merchant: "merchant-1",
+            scene: "ecommerce",
+            excluded: &[],
+        };
         let t = Instant::now();
         let d = engine.route(&input, Now::system(), &mut rng);
         nanos.push(t.elapsed().as_nanos() as u64);
@@ -117,7 +151,9 @@ fn decide(policy: &PathBuf, decisions: usize) -> anyhow::Result<()> {
     }
     let total = started.elapsed();
     nanos.sort_unstable();
-    println!("routing-bench decide: {decisions} decisions, mixed requests (fixed, priority, split, success rate)");
+    println!(
+        "routing-bench decide: {decisions} decisions, mixed requests (fixed, priority, split, success rate)"
+    );
     println!(
         "  per decision: p50 {:.2} µs, p99 {:.2} µs, p99.9 {:.2} µs, max {:.2} µs",
         percentile(&nanos, 0.5) as f64 / 1e3,
@@ -125,7 +161,10 @@ fn decide(policy: &PathBuf, decisions: usize) -> anyhow::Result<()> {
         percentile(&nanos, 0.999) as f64 / 1e3,
         *nanos.last().unwrap_or(&0) as f64 / 1e3
     );
-    println!("  one thread: {:.0} decisions/s", decisions as f64 / total.as_secs_f64());
+    println!(
+        "  one thread: {:.0} decisions/s",
+        decisions as f64 / total.as_secs_f64()
+    );
     Ok(())
 }
 
@@ -169,7 +208,10 @@ fn spawn_server(policy: &PathBuf) -> anyhow::Result<(Server, String, String)> {
     let exe = std::env::current_exe()?;
     let routing = exe.with_file_name("routing");
     if !routing.exists() {
-        bail!("{} not found: build it (cargo build --release -p payplane-routing)", routing.display());
+        bail!(
+            "{} not found: build it (cargo build --release -p payplane-routing)",
+            routing.display()
+        );
     }
     let (grpc, admin) = (free_addr()?, free_addr()?);
     let child = Command::new(&routing)
@@ -177,6 +219,7 @@ fn spawn_server(policy: &PathBuf) -> anyhow::Result<(Server, String, String)> {
         .env("ADMIN_ADDR", admin.to_string())
         .env("POLICY_FILE", policy)
         .env("RUST_LOG", "warn")
+        .env("SERVICE_VERSION", "bench")
         .env("OTEL_SDK_DISABLED", "true")
         .stdin(Stdio::null())
         .spawn()
@@ -188,7 +231,10 @@ fn request(i: usize, inputs: &[(i64, &'static str, Method, &'static str)]) -> Ro
     let (amount, currency, method, bin) = inputs[i % inputs.len()];
     RouteRequest {
         payment_id: uuid::Uuid::now_v7().to_string(),
-        amount: Some(Money { minor_units: amount, currency: currency.to_owned() }),
+        amount: Some(Money {
+            minor_units: amount,
+            currency: currency.to_owned(),
+        }),
         method: proto_method(method) as i32,
         card_bin: bin.to_owned(),
         merchant_id: "merchant-1".to_owned(),
@@ -205,8 +251,16 @@ fn route_histogram(admin: &str) -> anyhow::Result<Vec<(String, f64)>> {
     stream.read_to_string(&mut body)?;
     let mut buckets = Vec::new();
     for line in body.lines() {
-        if line.starts_with("grpc_server_handling_seconds_bucket{") && line.contains("grpc_method=\"Route\"") && line.contains("grpc_code=\"OK\"") {
-            let le = line.split("le=\"").nth(1).and_then(|s| s.split('"').next()).unwrap_or("").to_owned();
+        if line.starts_with("grpc_server_handling_seconds_bucket{")
+            && line.contains("grpc_method=\"Route\"")
+            && line.contains("grpc_code=\"OK\"")
+        {
+            let le = line
+                .split("le=\"")
+                .nth(1)
+                .and_then(|s| s.split('"').next())
+                .unwrap_or("")
+                .to_owned();
             let value: f64 = line.rsplit(' ').next().unwrap_or("0").parse().unwrap_or(0.0);
             buckets.push((le, value));
         }
@@ -235,7 +289,11 @@ async fn grpc(
     let mut clients = Vec::new();
     for _ in 0..connections {
         loop {
-            match tonic::transport::Endpoint::from_shared(target.clone())?.tcp_nodelay(true).connect().await {
+            match tonic::transport::Endpoint::from_shared(target.clone())?
+                .tcp_nodelay(true)
+                .connect()
+                .await
+            {
                 Ok(channel) => {
                     clients.push(RoutingServiceClient::new(channel));
                     break;
@@ -291,8 +349,13 @@ async fn grpc(
     }
     latencies.sort_unstable();
     let ok = latencies.len();
-    println!("routing-bench grpc: {seconds} s after {warmup} s warm-up, {concurrency} calls in flight over {connections} connections, target {target}");
-    println!("  decisions: {ok} ok, {failed} failed: {:.0} decisions/s", ok as f64 / seconds as f64);
+    println!(
+        "routing-bench grpc: {seconds} s after {warmup} s warm-up, {concurrency} calls in flight over {connections} connections, target {target}"
+    );
+    println!(
+        "  decisions: {ok} ok, {failed} failed: {:.0} decisions/s",
+        ok as f64 / seconds as f64
+    );
     println!(
         "  client-side latency: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
         percentile(&latencies, 0.5) as f64 / 1e3,
@@ -302,8 +365,16 @@ async fn grpc(
     if let (Some(admin), Some(before)) = (&admin, before) {
         let after = route_histogram(admin)?;
         let delta = |le: &str| {
-            let a = after.iter().find(|(l, _)| l == le).map(|(_, v)| *v).unwrap_or(0.0);
-            let b = before.iter().find(|(l, _)| l == le).map(|(_, v)| *v).unwrap_or(0.0);
+            let a = after
+                .iter()
+                .find(|(l, _)| l == le)
+                .map(|(_, v)| *v)
+                .unwrap_or(0.0);
+            let b = before
+                .iter()
+                .find(|(l, _)| l == le)
+                .map(|(_, v)| *v)
+                .unwrap_or(0.0);
             a - b
         };
         let total = delta("+Inf");
@@ -331,7 +402,9 @@ fn brownout(seeds: u64) {
         base.recovery_start_s,
         base.b_rate * 100.0
     );
-    println!("  seed  detect(attempts)  eliminate(attempts, s)  moved@60s  moved90%(s)  readmit(s)  A-share before/end  explore");
+    println!(
+        "  seed  detect(attempts)  eliminate(attempts, s)  moved@60s  moved90%(s)  readmit(s)  A-share before/end  explore"
+    );
     let mut worst_detect = 0;
     let mut worst_eliminate = 0;
     let mut worst_moved = f64::MAX;
@@ -346,11 +419,13 @@ fn brownout(seeds: u64) {
         worst_explore = worst_explore.max(r.exploration_share());
         println!(
             "  {seed:>4}  {detect:>16}  {:>10} {:>10.1}  {:>8.1}%  {:>11}  {:>10}  {:>8.1}% / {:>5.1}%  {:>6.2}%",
-            r.elimination_attempts.map_or("never".to_owned(), |a| a.to_string()),
+            r.elimination_attempts
+                .map_or("never".to_owned(), |a| a.to_string()),
             r.elimination_after_s.unwrap_or(f64::NAN),
             r.moved_away_at_60s * 100.0,
             r.moved_90_after_s.map_or("never".to_owned(), |s| s.to_string()),
-            r.readmitted_after_s.map_or("never".to_owned(), |s| format!("{s:.1}")),
+            r.readmitted_after_s
+                .map_or("never".to_owned(), |s| format!("{s:.1}")),
             r.a_share_before * 100.0,
             r.a_share_end * 100.0,
             r.exploration_share() * 100.0

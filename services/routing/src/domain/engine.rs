@@ -36,7 +36,10 @@ pub struct Now {
 impl Now {
     pub fn system() -> Self {
         let utc = Utc::now();
-        Self { ms: utc.timestamp_millis().max(0) as u64, utc }
+        Self {
+            ms: utc.timestamp_millis().max(0) as u64,
+            utc,
+        }
     }
 
     pub fn from_ms(ms: u64) -> Self {
@@ -133,7 +136,11 @@ impl std::fmt::Display for NoRoute {
             NoRouteKind::AllEliminated => "every eligible channel is eliminated for a low success rate",
         };
         write!(f, "{what} (rule {}): ", self.rule)?;
-        let lines: Vec<String> = self.channels.iter().map(|(c, why)| format!("{c}: {why}")).collect();
+        let lines: Vec<String> = self
+            .channels
+            .iter()
+            .map(|(c, why)| format!("{c}: {why}"))
+            .collect();
         f.write_str(&lines.join("; "))
     }
 }
@@ -150,15 +157,24 @@ enum Ineligible {
 
 fn eligibility(c: &Channel, input: &RouteInput<'_>) -> Result<(), (Ineligible, String)> {
     if !c.supports_currency(input.currency) {
-        return Err((Ineligible::Currency, format!("does not support {}", input.currency)));
+        return Err((
+            Ineligible::Currency,
+            format!("does not support {}", input.currency),
+        ));
     }
     if !c.supports_method(input.method) {
-        return Err((Ineligible::Method, format!("does not support {}", input.method.name())));
+        return Err((
+            Ineligible::Method,
+            format!("does not support {}", input.method.name()),
+        ));
     }
     if input.amount < c.min_amount || input.amount > c.max_amount {
         return Err((
             Ineligible::Amount,
-            format!("amount {} is outside its limits {}..={}", input.amount, c.min_amount, c.max_amount),
+            format!(
+                "amount {} is outside its limits {}..={}",
+                input.amount, c.min_amount, c.max_amount
+            ),
         ));
     }
     if input.excluded.iter().any(|e| *e == c.id) {
@@ -191,9 +207,12 @@ impl Engine {
                 previous
                     .and_then(|p| p.policy.channel_index(&c.id).map(|i| p.stats[i].clone()))
                     .filter(|s| {
-                        s.overall.capacity() == sr.window && s.probes.capacity() == sr.elimination.recovery_samples
+                        s.overall.capacity() == sr.window
+                            && s.probes.capacity() == sr.elimination.recovery_samples
                     })
-                    .unwrap_or_else(|| Arc::new(ChannelStats::new(sr.window, sr.elimination.recovery_samples)))
+                    .unwrap_or_else(|| {
+                        Arc::new(ChannelStats::new(sr.window, sr.elimination.recovery_samples))
+                    })
             })
             .collect();
         let peers = policy.peers();
@@ -201,7 +220,12 @@ impl Engine {
     }
 
     /// Chooses the channel for a payment.
-    pub fn route<R: Rng + ?Sized>(&self, input: &RouteInput<'_>, now: Now, rng: &mut R) -> Result<Decision, NoRoute> {
+    pub fn route<R: Rng + ?Sized>(
+        &self,
+        input: &RouteInput<'_>,
+        now: Now,
+        rng: &mut R,
+    ) -> Result<Decision, NoRoute> {
         let local_minute = OnceCell::new();
         let minute = || {
             *local_minute.get_or_init(|| {
@@ -211,21 +235,39 @@ impl Engine {
         };
         let matched = find_rule(&self.policy.rules, input, &minute);
         let (rule_name, target, use_sr) = match matched {
-            Some(rule) => (rule.name.as_str(), rule.route.as_ref().expect("matched rules have a route"), rule.success_rate),
-            None => ("default", &self.policy.default_route, self.policy.success_rate.enabled),
+            Some(rule) => (
+                rule.name.as_str(),
+                rule.route.as_ref().expect("matched rules have a route"),
+                rule.success_rate,
+            ),
+            None => (
+                "default",
+                &self.policy.default_route,
+                self.policy.success_rate.enabled,
+            ),
         };
         match self.route_target(input, now, rng, rule_name, target, use_sr) {
             Ok(d) => Ok(d),
             Err(no_route) if matched.is_some() => {
                 // The matched rule's channels cannot take it: the default route is the fallback.
                 let mut d = self
-                    .route_target(input, now, rng, "default", &self.policy.default_route, self.policy.success_rate.enabled)
+                    .route_target(
+                        input,
+                        now,
+                        rng,
+                        "default",
+                        &self.policy.default_route,
+                        self.policy.success_rate.enabled,
+                    )
                     .map_err(|mut e| {
                         e.channels.splice(0..0, no_route.channels.iter().cloned());
                         e.rule = format!("{} then default", no_route.rule);
                         e
                     })?;
-                d.reason = format!("rule {rule_name} had no eligible channel; fell back to the default route: {}", d.reason);
+                d.reason = format!(
+                    "rule {rule_name} had no eligible channel; fell back to the default route: {}",
+                    d.reason
+                );
                 Ok(d)
             }
             Err(e) => Err(e),
@@ -271,7 +313,10 @@ impl Engine {
                     Strategy::RecoveryProbe,
                     rule,
                     if n > 0 { f64::from(s) / f64::from(n) } else { 0.0 },
-                    format!("rule {rule}: recovery probe of eliminated {} ({s}/{n} probes succeeded)", self.policy.channels[c].id),
+                    format!(
+                        "rule {rule}: recovery probe of eliminated {} ({s}/{n} probes succeeded)",
+                        self.policy.channels[c].id
+                    ),
                 ));
             }
         }
@@ -279,7 +324,10 @@ impl Engine {
         if active.is_empty() {
             let kind = if !eliminated.is_empty() {
                 for &c in &eliminated {
-                    why.push((self.policy.channels[c].id.clone(), "eliminated for a low success rate".to_owned()));
+                    why.push((
+                        self.policy.channels[c].id.clone(),
+                        "eliminated for a low success rate".to_owned(),
+                    ));
                 }
                 NoRouteKind::AllEliminated
             } else {
@@ -291,16 +339,28 @@ impl Engine {
                     Some(Ineligible::Disabled) => NoRouteKind::Disabled,
                 }
             };
-            return Err(NoRoute { kind, rule: rule.to_owned(), channels: why });
+            return Err(NoRoute {
+                kind,
+                rule: rule.to_owned(),
+                channels: why,
+            });
         }
 
         match target {
-            RouteTarget::Fixed(c) => {
-                Ok(self.decision(input, *c, Strategy::Fixed, rule, 0.0, format!("rule {rule}: fixed channel {}", self.policy.channels[*c].id)))
-            }
+            RouteTarget::Fixed(c) => Ok(self.decision(
+                input,
+                *c,
+                Strategy::Fixed,
+                rule,
+                0.0,
+                format!("rule {rule}: fixed channel {}", self.policy.channels[*c].id),
+            )),
             RouteTarget::Split(split) => {
-                let weights: Vec<(usize, u32)> =
-                    split.iter().filter(|(c, _)| active.contains(c)).map(|(c, w)| (*c, u32::from(*w))).collect();
+                let weights: Vec<(usize, u32)> = split
+                    .iter()
+                    .filter(|(c, _)| active.contains(c))
+                    .map(|(c, w)| (*c, u32::from(*w)))
+                    .collect();
                 let total: u32 = weights.iter().map(|(_, w)| w).sum();
                 let chosen = if total == 0 {
                     weights[rng.random_range(0..weights.len())].0
@@ -327,7 +387,17 @@ impl Engine {
             }
             RouteTarget::Priority(_) if !use_sr || active.len() == 1 => {
                 let c = active[0];
-                Ok(self.decision(input, c, Strategy::Priority, rule, 0.0, format!("rule {rule}: first eligible channel of the priority list is {}", self.policy.channels[c].id)))
+                Ok(self.decision(
+                    input,
+                    c,
+                    Strategy::Priority,
+                    rule,
+                    0.0,
+                    format!(
+                        "rule {rule}: first eligible channel of the priority list is {}",
+                        self.policy.channels[c].id
+                    ),
+                ))
             }
             RouteTarget::Priority(_) => {
                 let sr = &self.policy.success_rate;
@@ -341,7 +411,10 @@ impl Engine {
                         Strategy::Exploration,
                         rule,
                         score,
-                        format!("rule {rule}: exploration ({}% of decisions) drew {}", sr.exploration_percent, self.policy.channels[c].id),
+                        format!(
+                            "rule {rule}: exploration ({}% of decisions) drew {}",
+                            sr.exploration_percent, self.policy.channels[c].id
+                        ),
                     ));
                 }
                 // Highest score wins; the priority order breaks ties.
@@ -358,7 +431,10 @@ impl Engine {
                         second = Some((c, s));
                     }
                 }
-                let mut reason = format!("rule {rule}: success rate {} {best_score:.3}", self.policy.channels[best].id);
+                let mut reason = format!(
+                    "rule {rule}: success rate {} {best_score:.3}",
+                    self.policy.channels[best].id
+                );
                 if let Some((c, s)) = second {
                     let _ = write!(reason, " over {} {s:.3}", self.policy.channels[c].id);
                 }
@@ -367,8 +443,23 @@ impl Engine {
         }
     }
 
-    fn decision(&self, input: &RouteInput<'_>, channel: usize, strategy: Strategy, rule: &str, score: f64, reason: String) -> Decision {
-        Decision { channel, fee: self.policy.channels[channel].fee.compute(input.amount), strategy, rule: rule.to_owned(), score, reason }
+    fn decision(
+        &self,
+        input: &RouteInput<'_>,
+        channel: usize,
+        strategy: Strategy,
+        rule: &str,
+        score: f64,
+        reason: String,
+    ) -> Decision {
+        Decision {
+            channel,
+            fee: self.policy.channels[channel].fee.compute(input.amount),
+            strategy,
+            rule: rule.to_owned(),
+            score,
+            reason,
+        }
     }
 
     /// The success-rate estimate of `channel` for a bucket: the bucket's own window once it has
@@ -385,7 +476,14 @@ impl Engine {
 
     /// Records how a payment went at `channel`, then re-judges its elimination. Returns the
     /// state change, if any, for logs and metrics.
-    pub fn record(&self, channel: usize, method: Option<Method>, currency: Option<&str>, success: bool, now_ms: u64) -> Option<StateChange> {
+    pub fn record(
+        &self,
+        channel: usize,
+        method: Option<Method>,
+        currency: Option<&str>,
+        success: bool,
+        now_ms: u64,
+    ) -> Option<StateChange> {
         let stats = &self.stats[channel];
         let elimination = &self.policy.success_rate.elimination;
         if stats.is_eliminated() {
@@ -406,7 +504,8 @@ impl Engine {
                 return None;
             }
             let p = f64::from(s) / f64::from(n);
-            let recovered = p >= elimination.min_success_rate && best.is_none_or(|b| p >= b - elimination.min_gap);
+            let recovered =
+                p >= elimination.min_success_rate && best.is_none_or(|b| p >= b - elimination.min_gap);
             (recovered && stats.readmit()).then_some(StateChange::Readmitted { rate: p, best })
         } else {
             let (s, n) = stats.overall.snapshot();
@@ -462,12 +561,23 @@ fn find_rule<'p>(rules: &'p [Rule], input: &RouteInput<'_>, minute: &dyn Fn() ->
 }
 
 fn matches(when: &Conditions, input: &RouteInput<'_>, minute: &dyn Fn() -> u16) -> bool {
-    when.currencies.as_ref().is_none_or(|cs| cs.iter().any(|c| c == input.currency))
+    when.currencies
+        .as_ref()
+        .is_none_or(|cs| cs.iter().any(|c| c == input.currency))
         && when.methods.as_ref().is_none_or(|ms| ms.contains(&input.method))
         && when.min_amount.is_none_or(|lo| input.amount >= lo)
         && when.max_amount.is_none_or(|hi| input.amount <= hi)
-        && when.card_bins.as_ref().is_none_or(|bins| bins.iter().any(|b| b.matches(input.card_bin)))
-        && when.merchants.as_ref().is_none_or(|ms| ms.iter().any(|m| m == input.merchant))
-        && when.scenes.as_ref().is_none_or(|ss| ss.iter().any(|s| s == input.scene))
+        && when
+            .card_bins
+            .as_ref()
+            .is_none_or(|bins| bins.iter().any(|b| b.matches(input.card_bin)))
+        && when
+            .merchants
+            .as_ref()
+            .is_none_or(|ms| ms.iter().any(|m| m == input.merchant))
+        && when
+            .scenes
+            .as_ref()
+            .is_none_or(|ss| ss.iter().any(|s| s == input.scene))
         && when.time_of_day.is_none_or(|w| w.contains(minute()))
 }

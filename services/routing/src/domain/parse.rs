@@ -9,7 +9,8 @@ use payplane_core::Currency;
 use sha2::{Digest, Sha256};
 
 use super::policy::{
-    BinRange, Channel, Conditions, Elimination, Fee, Method, Policy, RouteTarget, Rule, SuccessRate, TimeWindow,
+    BinRange, Channel, Conditions, Elimination, Fee, Method, Policy, RouteTarget, Rule, SuccessRate,
+    TimeWindow,
 };
 
 /// One problem in a policy document.
@@ -29,7 +30,11 @@ impl std::fmt::Display for PolicyError {
             (0, true) => write!(f, "{}", self.message),
             (0, false) => write!(f, "{}: {}", self.path, self.message),
             (_, true) => write!(f, "{}:{}: {}", self.line, self.column, self.message),
-            (_, false) => write!(f, "{}:{}: {}: {}", self.line, self.column, self.path, self.message),
+            (_, false) => write!(
+                f,
+                "{}:{}: {}: {}",
+                self.line, self.column, self.path, self.message
+            ),
         }
     }
 }
@@ -43,7 +48,9 @@ pub fn version_of(yaml: &str) -> String {
 
 /// Parses and validates a policy document.
 pub fn parse_policy(yaml: &str) -> Result<Policy, Vec<PolicyError>> {
-    let options = LoaderOptions::default().error_on_duplicate_keys(true).toplevel_mapping();
+    let options = LoaderOptions::default()
+        .error_on_duplicate_keys(true)
+        .toplevel_mapping();
     let root = match marked_yaml::parse_yaml_with_options(0, yaml, options) {
         Ok(node) => node,
         Err(e) => return Err(vec![load_error(&e)]),
@@ -60,9 +67,15 @@ pub fn parse_policy(yaml: &str) -> Result<Policy, Vec<PolicyError>> {
 fn load_error(e: &marked_yaml::LoadError) -> PolicyError {
     use marked_yaml::LoadError as L;
     let (marker, message) = match e {
-        L::TopLevelMustBeMapping(m) => (Some(*m), "the document must be a mapping (channels, rules, ...)".to_owned()),
+        L::TopLevelMustBeMapping(m) => (
+            Some(*m),
+            "the document must be a mapping (channels, rules, ...)".to_owned(),
+        ),
         L::TopLevelMustBeSequence(m) => (Some(*m), "the document must be a sequence".to_owned()),
-        L::UnexpectedAnchor(m) => (Some(*m), "anchors and aliases are not supported in a policy".to_owned()),
+        L::UnexpectedAnchor(m) => (
+            Some(*m),
+            "anchors and aliases are not supported in a policy".to_owned(),
+        ),
         L::MappingKeyMustBeScalar(m) => (Some(*m), "mapping keys must be plain scalars".to_owned()),
         L::UnexpectedTag(m) => (Some(*m), "YAML tags are not supported in a policy".to_owned()),
         L::ScanError(m, scan) => (Some(*m), format!("invalid YAML: {}", scan.info())),
@@ -70,28 +83,64 @@ fn load_error(e: &marked_yaml::LoadError) -> PolicyError {
             let first = inner.prev_key.span().start().map(|m| m.line()).unwrap_or(0);
             (
                 inner.key.span().start().copied(),
-                format!("duplicate key `{}` (first defined on line {first})", inner.key.as_str()),
+                format!(
+                    "duplicate key `{}` (first defined on line {first})",
+                    inner.key.as_str()
+                ),
             )
         }
     };
-    let (line, column) = marker.map(|m| (m.line() as u32, m.column() as u32)).unwrap_or((0, 0));
-    PolicyError { line, column, path: String::new(), message }
+    let (line, column) = marker
+        .map(|m| (m.line() as u32, m.column() as u32))
+        .unwrap_or((0, 0));
+    PolicyError {
+        line,
+        column,
+        path: String::new(),
+        message,
+    }
 }
 
 fn position(span: &Span) -> (u32, u32) {
-    span.start().map(|m| (m.line() as u32, m.column() as u32)).unwrap_or((0, 0))
+    span.start()
+        .map(|m| (m.line() as u32, m.column() as u32))
+        .unwrap_or((0, 0))
 }
 
 const TOP_KEYS: &[&str] = &["time_zone", "channels", "rules", "default_route", "success_rate"];
-const CHANNEL_KEYS: &[&str] = &["id", "name", "currencies", "methods", "min_amount", "max_amount", "fee", "enabled"];
+const CHANNEL_KEYS: &[&str] = &[
+    "id",
+    "name",
+    "currencies",
+    "methods",
+    "min_amount",
+    "max_amount",
+    "fee",
+    "enabled",
+];
 const FEE_KEYS: &[&str] = &["fixed", "rate_bps"];
 const RULE_KEYS: &[&str] = &["name", "priority", "when", "route", "success_rate", "rules"];
-const WHEN_KEYS: &[&str] =
-    &["currencies", "methods", "min_amount", "max_amount", "card_bins", "merchants", "scenes", "time_of_day"];
+const WHEN_KEYS: &[&str] = &[
+    "currencies",
+    "methods",
+    "min_amount",
+    "max_amount",
+    "card_bins",
+    "merchants",
+    "scenes",
+    "time_of_day",
+];
 const ROUTE_KEYS: &[&str] = &["fixed", "priority", "split"];
 const TIME_KEYS: &[&str] = &["from", "to"];
-const SR_KEYS: &[&str] =
-    &["enabled", "window", "bucket_min_samples", "exploration_percent", "prior_success_rate", "prior_weight", "elimination"];
+const SR_KEYS: &[&str] = &[
+    "enabled",
+    "window",
+    "bucket_min_samples",
+    "exploration_percent",
+    "prior_success_rate",
+    "prior_weight",
+    "elimination",
+];
 const ELIM_KEYS: &[&str] = &[
     "enabled",
     "sigma_factor",
@@ -130,7 +179,12 @@ struct Cx {
 impl Cx {
     fn error(&mut self, span: &Span, path: &str, message: impl Into<String>) {
         let (line, column) = position(span);
-        self.errors.push(PolicyError { line, column, path: path.to_owned(), message: message.into() });
+        self.errors.push(PolicyError {
+            line,
+            column,
+            path: path.to_owned(),
+            message: message.into(),
+        });
     }
 
     fn mapping<'a>(&mut self, node: &'a Node, path: &str, allowed: &[&str]) -> Option<&'a MarkedMappingNode> {
@@ -143,7 +197,11 @@ impl Cx {
                 self.error(
                     key.span(),
                     &join(path, key.as_str()),
-                    format!("unknown field `{}`; expected one of: {}", key.as_str(), allowed.join(", ")),
+                    format!(
+                        "unknown field `{}`; expected one of: {}",
+                        key.as_str(),
+                        allowed.join(", ")
+                    ),
                 );
             }
         }
@@ -167,14 +225,20 @@ impl Cx {
     fn identifier(&mut self, node: &Node, path: &str) -> Option<String> {
         let s = self.string(node, path)?;
         if s.len() > 64 || !s.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
-            self.error(node.span(), path, format!("`{s}` must be 1 to 64 characters of letters, digits, '.', '_' or '-'"));
+            self.error(
+                node.span(),
+                path,
+                format!("`{s}` must be 1 to 64 characters of letters, digits, '.', '_' or '-'"),
+            );
             return None;
         }
         Some(s)
     }
 
     fn integer(&mut self, node: &Node, path: &str, min: i64, max: i64) -> Option<i64> {
-        let value = node.as_scalar().and_then(|s| s.as_str().replace('_', "").parse::<i64>().ok());
+        let value = node
+            .as_scalar()
+            .and_then(|s| s.as_str().replace('_', "").parse::<i64>().ok());
         match value {
             Some(v) if (min..=max).contains(&v) => Some(v),
             Some(v) => {
@@ -189,7 +253,10 @@ impl Cx {
     }
 
     fn number(&mut self, node: &Node, path: &str, min: f64, max: f64) -> Option<f64> {
-        let value = node.as_scalar().and_then(|s| s.as_str().parse::<f64>().ok()).filter(|v| v.is_finite());
+        let value = node
+            .as_scalar()
+            .and_then(|s| s.as_str().parse::<f64>().ok())
+            .filter(|v| v.is_finite());
         match value {
             Some(v) if (min..=max).contains(&v) => Some(v),
             Some(v) => {
@@ -217,7 +284,12 @@ impl Cx {
                 self.error(node.span(), path, "must not be empty");
                 None
             }
-            Some(seq) => Some(seq.iter().enumerate().map(|(i, n)| (n, format!("{path}[{i}]"))).collect()),
+            Some(seq) => Some(
+                seq.iter()
+                    .enumerate()
+                    .map(|(i, n)| (n, format!("{path}[{i}]")))
+                    .collect(),
+            ),
             None => {
                 self.error(node.span(), path, "expected a list");
                 None
@@ -249,7 +321,11 @@ impl Cx {
                 Some(m) => out.push(m),
                 None => {
                     let known: Vec<_> = Method::ALL.iter().map(|m| m.name()).collect();
-                    self.error(n.span(), &p, format!("unknown method `{name}`; expected one of: {}", known.join(", ")))
+                    self.error(
+                        n.span(),
+                        &p,
+                        format!("unknown method `{name}`; expected one of: {}", known.join(", ")),
+                    )
                 }
             }
         }
@@ -258,20 +334,31 @@ impl Cx {
 
     fn identifiers(&mut self, node: &Node, path: &str) -> Option<Vec<String>> {
         let items = self.list(node, path)?;
-        Some(items.into_iter().filter_map(|(n, p)| self.identifier(n, &p)).collect())
+        Some(
+            items
+                .into_iter()
+                .filter_map(|(n, p)| self.identifier(n, &p))
+                .collect(),
+        )
     }
 
     fn policy(&mut self, root: &Node) -> Option<Policy> {
         let map = self.mapping(root, "", TOP_KEYS)?;
 
         let time_zone = match map.get_node("time_zone") {
-            Some(n) => self.string(n, "time_zone").and_then(|s| match s.parse::<chrono_tz::Tz>() {
-                Ok(tz) => Some(tz),
-                Err(_) => {
-                    self.error(n.span(), "time_zone", format!("unknown time zone `{s}`; use an IANA name like Asia/Shanghai"));
-                    None
-                }
-            }),
+            Some(n) => self
+                .string(n, "time_zone")
+                .and_then(|s| match s.parse::<chrono_tz::Tz>() {
+                    Ok(tz) => Some(tz),
+                    Err(_) => {
+                        self.error(
+                            n.span(),
+                            "time_zone",
+                            format!("unknown time zone `{s}`; use an IANA name like Asia/Shanghai"),
+                        );
+                        None
+                    }
+                }),
             None => Some(chrono_tz::UTC),
         };
 
@@ -281,7 +368,11 @@ impl Cx {
                 for (item, path) in self.list(n, "channels").unwrap_or_default() {
                     if let Some(c) = self.channel(item, &path) {
                         if let Some(first) = self.channel_lines.get(&c.id).copied() {
-                            self.error(item.span(), &join(&path, "id"), format!("channel `{}` is defined twice (first on line {first})", c.id));
+                            self.error(
+                                item.span(),
+                                &join(&path, "id"),
+                                format!("channel `{}` is defined twice (first on line {first})", c.id),
+                            );
                         } else {
                             self.channel_lines.insert(c.id.clone(), position(item.span()).0);
                             channels.push(c);
@@ -292,7 +383,11 @@ impl Cx {
             None => self.error(root.span(), "channels", "is required: the channel registry"),
         }
         // Positions in `channels`, now that the registry is known.
-        let index: HashMap<String, usize> = channels.iter().enumerate().map(|(i, c)| (c.id.clone(), i)).collect();
+        let index: HashMap<String, usize> = channels
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.id.clone(), i))
+            .collect();
         self.channel_ids = index.clone();
 
         let success_rate = match map.get_node("success_rate") {
@@ -309,10 +404,9 @@ impl Cx {
                     let mut sites = Vec::new();
                     for (i, item) in seq.iter().enumerate() {
                         let path = format!("rules[{i}]");
-                        if let Some((rule, site)) = self.rule(item, &path, sr_default, &mut refs) {
-                            sites.extend(site);
-                            rules.push(rule);
-                        }
+                        let (rule, site) = self.rule(item, &path, sr_default, &mut refs);
+                        sites.extend(site);
+                        rules.extend(rule);
                     }
                     self.check_bin_overlaps(&sites);
                 }
@@ -323,7 +417,11 @@ impl Cx {
         let default_route = match map.get_node("default_route") {
             Some(n) => self.route(n, "default_route", &mut refs),
             None => {
-                self.error(root.span(), "default_route", "is required: the route used when no rule matches");
+                self.error(
+                    root.span(),
+                    "default_route",
+                    "is required: the route used when no rule matches",
+                );
                 None
             }
         };
@@ -332,7 +430,15 @@ impl Cx {
         for r in &refs {
             if !index.contains_key(&r.id) {
                 let known: Vec<_> = channels.iter().map(|c| c.id.as_str()).collect();
-                self.error(&r.span, &r.path, format!("unknown channel `{}`; the registry has: {}", r.id, known.join(", ")));
+                self.error(
+                    &r.span,
+                    &r.path,
+                    format!(
+                        "unknown channel `{}`; the registry has: {}",
+                        r.id,
+                        known.join(", ")
+                    ),
+                );
             }
         }
 
@@ -349,13 +455,19 @@ impl Cx {
 
     fn channel(&mut self, node: &Node, path: &str) -> Option<Channel> {
         let map = self.mapping(node, path, CHANNEL_KEYS)?;
-        let id = self.required(map, node, path, "id").and_then(|n| self.identifier(n, &join(path, "id")));
+        let id = self
+            .required(map, node, path, "id")
+            .and_then(|n| self.identifier(n, &join(path, "id")));
         let display_name = match map.get_node("name") {
             Some(n) => self.string(n, &join(path, "name")),
             None => id.clone(),
         };
-        let currencies = self.required(map, node, path, "currencies").and_then(|n| self.currencies(n, &join(path, "currencies")));
-        let methods = self.required(map, node, path, "methods").and_then(|n| self.methods(n, &join(path, "methods")));
+        let currencies = self
+            .required(map, node, path, "currencies")
+            .and_then(|n| self.currencies(n, &join(path, "currencies")));
+        let methods = self
+            .required(map, node, path, "methods")
+            .and_then(|n| self.methods(n, &join(path, "methods")));
         let min_amount = match map.get_node("min_amount") {
             Some(n) => self.integer(n, &join(path, "min_amount"), 1, i64::MAX),
             None => Some(1),
@@ -366,7 +478,11 @@ impl Cx {
         };
         if let (Some(lo), Some(hi), Some(n)) = (min_amount, max_amount, map.get_node("max_amount")) {
             if hi < lo {
-                self.error(n.span(), &join(path, "max_amount"), format!("{hi} is below min_amount {lo}"));
+                self.error(
+                    n.span(),
+                    &join(path, "max_amount"),
+                    format!("{hi} is below min_amount {lo}"),
+                );
             }
         }
         let fee = match map.get_node("fee") {
@@ -389,7 +505,13 @@ impl Cx {
         })
     }
 
-    fn required<'a>(&mut self, map: &'a MarkedMappingNode, node: &Node, path: &str, key: &str) -> Option<&'a Node> {
+    fn required<'a>(
+        &mut self,
+        map: &'a MarkedMappingNode,
+        node: &Node,
+        path: &str,
+        key: &str,
+    ) -> Option<&'a Node> {
         let found = map.get_node(key);
         if found.is_none() {
             self.error(node.span(), &join(path, key), "is required");
@@ -407,7 +529,10 @@ impl Cx {
             Some(n) => self.integer(n, &join(path, "rate_bps"), 0, 10_000),
             None => Some(0),
         };
-        Some(Fee { fixed_minor_units: fixed?, rate_bps: u32::try_from(rate?).ok()? })
+        Some(Fee {
+            fixed_minor_units: fixed?,
+            rate_bps: u32::try_from(rate?).ok()?,
+        })
     }
 
     fn success_rate(&mut self, node: &Node, path: &str) -> Option<SuccessRate> {
@@ -425,14 +550,31 @@ impl Cx {
                 }
             };
         }
-        field!("enabled", sr.enabled, |cx: &mut Self, n: &Node, p: &str| cx.boolean(n, p));
-        field!("window", sr.window, |cx: &mut Self, n: &Node, p: &str| cx.integer(n, p, 10, 10_000).map(|v| v as u32));
-        field!("bucket_min_samples", sr.bucket_min_samples, |cx: &mut Self, n: &Node, p: &str| cx
-            .integer(n, p, 1, 10_000)
+        field!("enabled", sr.enabled, |cx: &mut Self, n: &Node, p: &str| cx
+            .boolean(n, p));
+        field!("window", sr.window, |cx: &mut Self, n: &Node, p: &str| cx
+            .integer(n, p, 10, 10_000)
             .map(|v| v as u32));
-        field!("exploration_percent", sr.exploration_percent, |cx: &mut Self, n: &Node, p: &str| cx.number(n, p, 0.0, 50.0));
-        field!("prior_success_rate", sr.prior_success_rate, |cx: &mut Self, n: &Node, p: &str| cx.number(n, p, 0.0, 1.0));
-        field!("prior_weight", sr.prior_weight, |cx: &mut Self, n: &Node, p: &str| cx.number(n, p, 0.0, 1_000.0));
+        field!(
+            "bucket_min_samples",
+            sr.bucket_min_samples,
+            |cx: &mut Self, n: &Node, p: &str| cx.integer(n, p, 1, 10_000).map(|v| v as u32)
+        );
+        field!(
+            "exploration_percent",
+            sr.exploration_percent,
+            |cx: &mut Self, n: &Node, p: &str| cx.number(n, p, 0.0, 50.0)
+        );
+        field!(
+            "prior_success_rate",
+            sr.prior_success_rate,
+            |cx: &mut Self, n: &Node, p: &str| cx.number(n, p, 0.0, 1.0)
+        );
+        field!(
+            "prior_weight",
+            sr.prior_weight,
+            |cx: &mut Self, n: &Node, p: &str| cx.number(n, p, 0.0, 1_000.0)
+        );
         if let Some(n) = map.get_node("elimination") {
             let p = join(path, "elimination");
             match self.elimination(n, &p, &d.elimination) {
@@ -441,12 +583,26 @@ impl Cx {
             }
         }
         if ok && sr.bucket_min_samples > sr.window {
-            let span = map.get_node("bucket_min_samples").map(|n| n.span().clone()).unwrap_or_else(|| node.span().clone());
-            self.error(&span, &join(path, "bucket_min_samples"), format!("{} exceeds the window of {}", sr.bucket_min_samples, sr.window));
+            let span = map
+                .get_node("bucket_min_samples")
+                .map(|n| n.span().clone())
+                .unwrap_or_else(|| node.span().clone());
+            self.error(
+                &span,
+                &join(path, "bucket_min_samples"),
+                format!("{} exceeds the window of {}", sr.bucket_min_samples, sr.window),
+            );
             ok = false;
         }
         if ok && sr.elimination.min_samples > sr.window {
-            self.error(node.span(), &join(path, "elimination.min_samples"), format!("{} exceeds the window of {}", sr.elimination.min_samples, sr.window));
+            self.error(
+                node.span(),
+                &join(path, "elimination.min_samples"),
+                format!(
+                    "{} exceeds the window of {}",
+                    sr.elimination.min_samples, sr.window
+                ),
+            );
             ok = false;
         }
         ok.then_some(sr)
@@ -466,31 +622,65 @@ impl Cx {
                 }
             };
         }
-        field!("enabled", e.enabled, |cx: &mut Self, n: &Node, p: &str| cx.boolean(n, p));
-        field!("sigma_factor", e.sigma_factor, |cx: &mut Self, n: &Node, p: &str| cx.number(n, p, 0.0, 10.0));
-        field!("min_gap", e.min_gap, |cx: &mut Self, n: &Node, p: &str| cx.number(n, p, 0.0, 1.0));
-        field!("min_success_rate", e.min_success_rate, |cx: &mut Self, n: &Node, p: &str| cx.number(n, p, 0.0, 1.0));
-        field!("min_samples", e.min_samples, |cx: &mut Self, n: &Node, p: &str| cx.integer(n, p, 1, 10_000).map(|v| v as u32));
-        field!("probe_interval_ms", e.probe_interval_ms, |cx: &mut Self, n: &Node, p: &str| cx
-            .integer(n, p, 10, 3_600_000)
-            .map(|v| v as u64));
-        field!("recovery_samples", e.recovery_samples, |cx: &mut Self, n: &Node, p: &str| cx
-            .integer(n, p, 1, 1_000)
-            .map(|v| v as u32));
+        field!("enabled", e.enabled, |cx: &mut Self, n: &Node, p: &str| cx
+            .boolean(n, p));
+        field!(
+            "sigma_factor",
+            e.sigma_factor,
+            |cx: &mut Self, n: &Node, p: &str| cx.number(n, p, 0.0, 10.0)
+        );
+        field!("min_gap", e.min_gap, |cx: &mut Self, n: &Node, p: &str| cx
+            .number(n, p, 0.0, 1.0));
+        field!(
+            "min_success_rate",
+            e.min_success_rate,
+            |cx: &mut Self, n: &Node, p: &str| cx.number(n, p, 0.0, 1.0)
+        );
+        field!(
+            "min_samples",
+            e.min_samples,
+            |cx: &mut Self, n: &Node, p: &str| cx.integer(n, p, 1, 10_000).map(|v| v as u32)
+        );
+        field!(
+            "probe_interval_ms",
+            e.probe_interval_ms,
+            |cx: &mut Self, n: &Node, p: &str| cx.integer(n, p, 10, 3_600_000).map(|v| v as u64)
+        );
+        field!(
+            "recovery_samples",
+            e.recovery_samples,
+            |cx: &mut Self, n: &Node, p: &str| cx.integer(n, p, 1, 1_000).map(|v| v as u32)
+        );
         ok.then_some(e)
     }
 
-    fn rule(&mut self, node: &Node, path: &str, sr_default: bool, refs: &mut Vec<ChannelRef>) -> Option<(Rule, Option<BinSite>)> {
-        let map = self.mapping(node, path, RULE_KEYS)?;
-        let name = self.required(map, node, path, "name").and_then(|n| self.identifier(n, &join(path, "name")));
+    fn rule(
+        &mut self,
+        node: &Node,
+        path: &str,
+        sr_default: bool,
+        refs: &mut Vec<ChannelRef>,
+    ) -> (Option<Rule>, Option<BinSite>) {
+        let Some(map) = self.mapping(node, path, RULE_KEYS) else {
+            return (None, None);
+        };
+        let name = self
+            .required(map, node, path, "name")
+            .and_then(|n| self.identifier(n, &join(path, "name")));
         if let (Some(name), Some(n)) = (&name, map.get_node("name")) {
             let line = position(n.span()).0;
             if let Some(first) = self.rule_names.insert(name.clone(), line) {
-                self.error(n.span(), &join(path, "name"), format!("rule name `{name}` is used twice (first on line {first})"));
+                self.error(
+                    n.span(),
+                    &join(path, "name"),
+                    format!("rule name `{name}` is used twice (first on line {first})"),
+                );
             }
         }
         let priority = match map.get_node("priority") {
-            Some(n) => self.integer(n, &join(path, "priority"), -1_000_000, 1_000_000).map(|v| v as i32),
+            Some(n) => self
+                .integer(n, &join(path, "priority"), -1_000_000, 1_000_000)
+                .map(|v| v as i32),
             None => Some(0),
         };
         let when = match map.get_node("when") {
@@ -512,10 +702,14 @@ impl Cx {
                 Some(seq) => {
                     let mut sites = Vec::new();
                     for (i, item) in seq.iter().enumerate() {
-                        if let Some((rule, site)) = self.rule(item, &format!("{p}[{i}]"), success_rate.unwrap_or(sr_default), refs) {
-                            sites.extend(site);
-                            children.push(rule);
-                        }
+                        let (rule, site) = self.rule(
+                            item,
+                            &format!("{p}[{i}]"),
+                            success_rate.unwrap_or(sr_default),
+                            refs,
+                        );
+                        sites.extend(site);
+                        children.extend(rule);
                     }
                     self.check_bin_overlaps(&sites);
                 }
@@ -523,19 +717,36 @@ impl Cx {
             }
         }
         if map.get_node("route").is_none() && map.get_node("rules").is_none() {
-            self.error(node.span(), path, "a rule needs a `route`, nested `rules`, or both");
+            self.error(
+                node.span(),
+                path,
+                "a rule needs a `route`, nested `rules`, or both",
+            );
         }
-        let (when, bin_spans) = when?;
-        let rule = Rule { name: name?, priority: priority?, when, route: route?, success_rate: success_rate?, rules: children };
-        let site = (!bin_spans.is_empty()).then(|| BinSite {
-            rule: rule.name.clone(),
-            line: position(node.span()).0,
-            priority: rule.priority,
-            currencies: rule.when.currencies.clone(),
-            methods: rule.when.methods.clone(),
-            ranges: bin_spans,
-        });
-        Some((rule, site))
+        // The BIN site is checked even when the rule has other errors, so all are reported.
+        let site = when
+            .as_ref()
+            .filter(|(_, bins)| !bins.is_empty())
+            .map(|(c, bins)| BinSite {
+                rule: name.clone().unwrap_or_default(),
+                line: position(node.span()).0,
+                priority: priority.unwrap_or(0),
+                currencies: c.currencies.clone(),
+                methods: c.methods.clone(),
+                ranges: bins.clone(),
+            });
+        let rule = (|| {
+            let (when, _) = when?;
+            Some(Rule {
+                name: name?,
+                priority: priority?,
+                when,
+                route: route?,
+                success_rate: success_rate?,
+                rules: children,
+            })
+        })();
+        (rule, site)
     }
 
     fn conditions(&mut self, node: &Node, path: &str) -> Option<(Conditions, Vec<(BinRange, Span, String)>)> {
@@ -560,7 +771,11 @@ impl Cx {
             ok &= c.max_amount.is_some();
             if let (Some(lo), Some(hi)) = (c.min_amount, c.max_amount) {
                 if hi < lo {
-                    self.error(n.span(), &join(path, "max_amount"), format!("{hi} is below min_amount {lo}: the rule can never match"));
+                    self.error(
+                        n.span(),
+                        &join(path, "max_amount"),
+                        format!("{hi} is below min_amount {lo}: the rule can never match"),
+                    );
                     ok = false;
                 }
             }
@@ -609,7 +824,11 @@ impl Cx {
             match parse_hh_mm(&s) {
                 Some(m) => Some(m),
                 None => {
-                    cx.error(n.span(), &p, format!("`{s}` is not a time of day HH:MM (00:00 to 24:00)"));
+                    cx.error(
+                        n.span(),
+                        &p,
+                        format!("`{s}` is not a time of day HH:MM (00:00 to 24:00)"),
+                    );
                     None
                 }
             }
@@ -621,20 +840,42 @@ impl Cx {
             self.error(node.span(), path, "from and to are equal: the window is empty");
             return None;
         }
-        Some(TimeWindow { from_minute: from, to_minute: to })
+        Some(TimeWindow {
+            from_minute: from,
+            to_minute: to,
+        })
     }
 
     fn route(&mut self, node: &Node, path: &str, refs: &mut Vec<ChannelRef>) -> Option<RouteTarget> {
         let map = self.mapping(node, path, ROUTE_KEYS)?;
-        let kinds: Vec<&str> = ROUTE_KEYS.iter().copied().filter(|k| map.get_node(k).is_some()).collect();
+        let kinds: Vec<&str> = ROUTE_KEYS
+            .iter()
+            .copied()
+            .filter(|k| map.get_node(k).is_some())
+            .collect();
         if kinds.len() != 1 {
-            self.error(node.span(), path, format!("a route has exactly one of fixed, priority, split (found {})", if kinds.is_empty() { "none".to_owned() } else { kinds.join(", ") }));
+            self.error(
+                node.span(),
+                path,
+                format!(
+                    "a route has exactly one of fixed, priority, split (found {})",
+                    if kinds.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        kinds.join(", ")
+                    }
+                ),
+            );
             return None;
         }
         let mut reference = |cx: &mut Self, n: &Node, p: String| -> Option<usize> {
             let id = cx.identifier(n, &p)?;
             let found = cx.channel_ids.get(&id).copied();
-            refs.push(ChannelRef { id, span: n.span().clone(), path: p });
+            refs.push(ChannelRef {
+                id,
+                span: n.span().clone(),
+                path: p,
+            });
             found
         };
         match kinds[0] {
@@ -687,7 +928,11 @@ impl Cx {
                     return None;
                 }
                 if total != 100 && ok {
-                    self.error(split_node.span(), &p, format!("weights add up to {total}, not 100"));
+                    self.error(
+                        split_node.span(),
+                        &p,
+                        format!("weights add up to {total}, not 100"),
+                    );
                     ok = false;
                 }
                 ok.then_some(RouteTarget::Split(out))
@@ -745,25 +990,43 @@ fn resolve_rules(rules: &mut [Rule], index: &HashMap<String, usize>) {
 }
 
 fn join(path: &str, key: &str) -> String {
-    if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") }
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
 }
 
 /// `"622200-622299"` or `"4"` (a single prefix); both ends of a range have the same length, 1
 /// to 8 digits.
 pub fn parse_bin_range(s: &str) -> Result<BinRange, String> {
-    let (low, high) = s.split_once('-').map(|(a, b)| (a.trim(), b.trim())).unwrap_or((s.trim(), s.trim()));
+    let (low, high) = s
+        .split_once('-')
+        .map(|(a, b)| (a.trim(), b.trim()))
+        .unwrap_or((s.trim(), s.trim()));
     let digits_ok = |p: &str| !p.is_empty() && p.len() <= 8 && p.bytes().all(|b| b.is_ascii_digit());
     if !digits_ok(low) || !digits_ok(high) {
-        return Err(format!("`{s}` is not a BIN prefix or range of 1 to 8 digits, e.g. 622200-622299"));
+        return Err(format!(
+            "`{s}` is not a BIN prefix or range of 1 to 8 digits, e.g. 622200-622299"
+        ));
     }
     if low.len() != high.len() {
-        return Err(format!("`{s}`: both ends of a BIN range need the same number of digits"));
+        return Err(format!(
+            "`{s}`: both ends of a BIN range need the same number of digits"
+        ));
     }
-    let (lo, hi) = (low.parse::<u32>().map_err(|e| e.to_string())?, high.parse::<u32>().map_err(|e| e.to_string())?);
+    let (lo, hi) = (
+        low.parse::<u32>().map_err(|e| e.to_string())?,
+        high.parse::<u32>().map_err(|e| e.to_string())?,
+    );
     if hi < lo {
         return Err(format!("`{s}`: the range is reversed"));
     }
-    Ok(BinRange { digits: low.len() as u8, low: lo, high: hi })
+    Ok(BinRange {
+        digits: low.len() as u8,
+        low: lo,
+        high: hi,
+    })
 }
 
 fn parse_hh_mm(s: &str) -> Option<u16> {
@@ -797,5 +1060,11 @@ pub fn unreachable_channels(policy: &Policy) -> Vec<String> {
     }
     let mut seen: HashSet<usize> = policy.default_route.channels().into_iter().collect();
     walk(&policy.rules, &mut seen);
-    policy.channels.iter().enumerate().filter(|(i, _)| !seen.contains(i)).map(|(_, c)| c.id.clone()).collect()
+    policy
+        .channels
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !seen.contains(i))
+        .map(|(_, c)| c.id.clone())
+        .collect()
 }

@@ -14,8 +14,13 @@ pub enum Method {
 }
 
 impl Method {
-    pub const ALL: [Method; 5] =
-        [Method::DebitCard, Method::CreditCard, Method::QrCode, Method::BankTransfer, Method::Wallet];
+    pub const ALL: [Method; 5] = [
+        Method::DebitCard,
+        Method::CreditCard,
+        Method::QrCode,
+        Method::BankTransfer,
+        Method::Wallet,
+    ];
 
     /// The name used in policy documents.
     pub fn name(self) -> &'static str {
@@ -55,7 +60,8 @@ impl Fee {
     pub fn compute(&self, amount: i64) -> i64 {
         let proportional = (i128::from(amount) * i128::from(self.rate_bps) + 5_000) / 10_000;
         // Amounts are positive and rates at most 10_000 bps, so this fits back into i64.
-        self.fixed_minor_units.saturating_add(i64::try_from(proportional).unwrap_or(i64::MAX))
+        self.fixed_minor_units
+            .saturating_add(i64::try_from(proportional).unwrap_or(i64::MAX))
     }
 }
 
@@ -115,7 +121,10 @@ impl BinRange {
 
     fn widen(&self, digits: u8) -> (u64, u64) {
         let scale = 10u64.pow(u32::from(digits - self.digits));
-        (u64::from(self.low) * scale, u64::from(self.high) * scale + (scale - 1))
+        (
+            u64::from(self.low) * scale,
+            u64::from(self.high) * scale + (scale - 1),
+        )
     }
 
     pub fn describe(&self) -> String {
@@ -273,7 +282,9 @@ impl Policy {
                 self.channels
                     .iter()
                     .enumerate()
-                    .filter(|(j, o)| *j != i && o.enabled && o.currencies.iter().any(|cur| c.supports_currency(cur)))
+                    .filter(|(j, o)| {
+                        *j != i && o.enabled && o.currencies.iter().any(|cur| c.supports_currency(cur))
+                    })
                     .map(|(j, _)| j)
                     .collect()
             })
@@ -287,39 +298,85 @@ mod tests {
 
     #[test]
     fn fee_rounds_half_up() {
-        let fee = Fee { fixed_minor_units: 10, rate_bps: 55 };
+        let fee = Fee {
+            fixed_minor_units: 10,
+            rate_bps: 55,
+        };
         // 1000 * 55 / 10000 = 5.5 -> 6
         assert_eq!(fee.compute(1000), 16);
         // 999 * 55 / 10000 = 5.4945 -> 5
         assert_eq!(fee.compute(999), 15);
-        assert_eq!(Fee { fixed_minor_units: 0, rate_bps: 0 }.compute(123_456), 0);
-        assert_eq!(Fee { fixed_minor_units: 0, rate_bps: 10_000 }.compute(i64::MAX), i64::MAX);
+        assert_eq!(
+            Fee {
+                fixed_minor_units: 0,
+                rate_bps: 0
+            }
+            .compute(123_456),
+            0
+        );
+        assert_eq!(
+            Fee {
+                fixed_minor_units: 0,
+                rate_bps: 10_000
+            }
+            .compute(i64::MAX),
+            i64::MAX
+        );
     }
 
     #[test]
     fn bin_ranges_match_prefixes_and_detect_overlap() {
-        let r = BinRange { digits: 6, low: 622_200, high: 622_299 };
+        let r = BinRange {
+            digits: 6,
+            low: 622_200,
+            high: 622_299,
+        };
         assert!(r.matches("62220012"));
         assert!(r.matches("622299"));
         assert!(!r.matches("622300"));
         assert!(!r.matches("62220"));
-        let visa = BinRange { digits: 1, low: 4, high: 4 };
+        let visa = BinRange {
+            digits: 1,
+            low: 4,
+            high: 4,
+        };
         assert!(visa.matches("411111"));
         assert!(!visa.overlaps(&r));
-        assert!(BinRange { digits: 2, low: 62, high: 62 }.overlaps(&r));
-        assert!(r.overlaps(&BinRange { digits: 8, low: 62_229_900, high: 62_230_000 }));
-        assert!(!r.overlaps(&BinRange { digits: 8, low: 62_230_000, high: 62_239_999 }));
+        assert!(
+            BinRange {
+                digits: 2,
+                low: 62,
+                high: 62
+            }
+            .overlaps(&r)
+        );
+        assert!(r.overlaps(&BinRange {
+            digits: 8,
+            low: 62_229_900,
+            high: 62_230_000
+        }));
+        assert!(!r.overlaps(&BinRange {
+            digits: 8,
+            low: 62_230_000,
+            high: 62_239_999
+        }));
         assert_eq!(r.describe(), "622200-622299");
     }
 
     #[test]
     fn time_window_wraps_midnight() {
-        let night = TimeWindow { from_minute: 22 * 60, to_minute: 6 * 60 };
+        let night = TimeWindow {
+            from_minute: 22 * 60,
+            to_minute: 6 * 60,
+        };
         assert!(night.contains(23 * 60));
         assert!(night.contains(0));
         assert!(!night.contains(6 * 60));
         assert!(!night.contains(12 * 60));
-        let day = TimeWindow { from_minute: 9 * 60, to_minute: 17 * 60 };
+        let day = TimeWindow {
+            from_minute: 9 * 60,
+            to_minute: 17 * 60,
+        };
         assert!(day.contains(9 * 60));
         assert!(!day.contains(17 * 60));
     }

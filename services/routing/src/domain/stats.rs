@@ -26,7 +26,12 @@ impl Window {
     pub fn new(capacity: u32) -> Self {
         let capacity = u64::from(capacity.max(1));
         let words = (0..capacity.div_ceil(64)).map(|_| AtomicU64::new(0)).collect();
-        Self { capacity, words, head: AtomicU64::new(0), successes: AtomicI64::new(0) }
+        Self {
+            capacity,
+            words,
+            head: AtomicU64::new(0),
+            successes: AtomicI64::new(0),
+        }
     }
 
     pub fn capacity(&self) -> u32 {
@@ -37,7 +42,11 @@ impl Window {
         let slot = self.head.fetch_add(1, Relaxed) % self.capacity;
         let mask = 1u64 << (slot % 64);
         let word = &self.words[(slot / 64) as usize];
-        let previous = if success { word.fetch_or(mask, Relaxed) } else { word.fetch_and(!mask, Relaxed) };
+        let previous = if success {
+            word.fetch_or(mask, Relaxed)
+        } else {
+            word.fetch_and(!mask, Relaxed)
+        };
         // The bit being overwritten is the outcome leaving the window (0 while it fills up).
         let delta = i64::from(success) - i64::from(previous & mask != 0);
         if delta != 0 {
@@ -136,12 +145,17 @@ impl ChannelStats {
     }
 
     pub fn eliminated_since_ms(&self) -> Option<u64> {
-        self.is_eliminated().then(|| self.eliminated_since_ms.load(Relaxed))
+        self.is_eliminated()
+            .then(|| self.eliminated_since_ms.load(Relaxed))
     }
 
     /// Active → eliminated; false when another thread got there first.
     pub fn eliminate(&self, now_ms: u64, probe_interval_ms: u64) -> bool {
-        if self.state.compare_exchange(ACTIVE, ELIMINATED, Relaxed, Relaxed).is_err() {
+        if self
+            .state
+            .compare_exchange(ACTIVE, ELIMINATED, Relaxed, Relaxed)
+            .is_err()
+        {
             return false;
         }
         self.eliminated_since_ms.store(now_ms, Relaxed);
@@ -153,7 +167,11 @@ impl ChannelStats {
     /// Eliminated → active, seeding the windows with the probe outcomes so that the channel
     /// competes on its recovered rate rather than on the brownout it had.
     pub fn readmit(&self) -> bool {
-        if self.state.compare_exchange(ELIMINATED, ACTIVE, Relaxed, Relaxed).is_err() {
+        if self
+            .state
+            .compare_exchange(ELIMINATED, ACTIVE, Relaxed, Relaxed)
+            .is_err()
+        {
             return false;
         }
         self.overall.replace_with(&self.probes.outcomes());
@@ -168,7 +186,10 @@ impl ChannelStats {
     pub fn claim_probe(&self, now_ms: u64, probe_interval_ms: u64) -> bool {
         let due = self.next_probe_ms.load(Relaxed);
         now_ms >= due
-            && self.next_probe_ms.compare_exchange(due, now_ms + probe_interval_ms, Relaxed, Relaxed).is_ok()
+            && self
+                .next_probe_ms
+                .compare_exchange(due, now_ms + probe_interval_ms, Relaxed, Relaxed)
+                .is_ok()
     }
 }
 

@@ -11,7 +11,15 @@ fn engine(yaml: &str) -> Engine {
 }
 
 fn input<'a>(amount: i64, currency: &'a str, method: Method) -> RouteInput<'a> {
-    RouteInput { amount, currency, method, card_bin: "", merchant: "m-1", scene: "ecommerce", excluded: &[] }
+    RouteInput {
+        amount,
+        currency,
+        method,
+        card_bin: "",
+        merchant: "m-1",
+        scene: "ecommerce",
+        excluded: &[],
+    }
 }
 
 /// 2026-11-22 12:00 in Shanghai.
@@ -39,30 +47,57 @@ fn rule_tree_picks_the_first_matching_rule_by_priority_then_order() {
     let e = engine(DEFAULT_POLICY);
     let mut r = rng();
     // Priority 10 beats the BIN rule written before... after it in the document.
-    let big = RouteInput { card_bin: "62220012", ..input(20_000_000, "CNY", Method::DebitCard) };
+    let big = RouteInput {
+        card_bin: "62220012",
+        ..input(20_000_000, "CNY", Method::DebitCard)
+    };
     let d = e.route(&big, noon(), &mut r).unwrap();
-    assert_eq!((d.rule.as_str(), d.strategy, channel_of(&e, &d).as_str()), ("large-transfers", Strategy::Priority, "bank-direct"));
+    assert_eq!(
+        (d.rule.as_str(), d.strategy, channel_of(&e, &d).as_str()),
+        ("large-transfers", Strategy::Priority, "bank-direct")
+    );
 
-    let unionpay_card = RouteInput { card_bin: "62220012", ..input(10_000, "CNY", Method::CreditCard) };
+    let unionpay_card = RouteInput {
+        card_bin: "62220012",
+        ..input(10_000, "CNY", Method::CreditCard)
+    };
     let d = e.route(&unionpay_card, noon(), &mut r).unwrap();
     assert_eq!(d.rule, "unionpay-cards");
 
-    let visa = RouteInput { card_bin: "41111111", ..input(10_000, "USD", Method::CreditCard) };
+    let visa = RouteInput {
+        card_bin: "41111111",
+        ..input(10_000, "USD", Method::CreditCard)
+    };
     let d = e.route(&visa, noon(), &mut r).unwrap();
-    assert_eq!((d.rule.as_str(), d.strategy, channel_of(&e, &d).as_str()), ("international-cards", Strategy::Fixed, "unionpay"));
+    assert_eq!(
+        (d.rule.as_str(), d.strategy, channel_of(&e, &d).as_str()),
+        ("international-cards", Strategy::Fixed, "unionpay")
+    );
 
-    let sub = RouteInput { scene: "subscription", ..input(10_000, "USD", Method::BankTransfer) };
+    let sub = RouteInput {
+        scene: "subscription",
+        ..input(10_000, "USD", Method::BankTransfer)
+    };
     let d = e.route(&sub, noon(), &mut r).unwrap();
-    assert_eq!((d.rule.as_str(), channel_of(&e, &d).as_str()), ("subscriptions", "bank-direct"));
+    assert_eq!(
+        (d.rule.as_str(), channel_of(&e, &d).as_str()),
+        ("subscriptions", "bank-direct")
+    );
 
     // Nested: a child rule wins over its parent's own route.
-    let d = e.route(&input(10_000, "HKD", Method::Wallet), noon(), &mut r).unwrap();
+    let d = e
+        .route(&input(10_000, "HKD", Method::Wallet), noon(), &mut r)
+        .unwrap();
     assert_eq!(d.rule, "hkd-wallets");
-    let d = e.route(&input(10_000, "HKD", Method::DebitCard), noon(), &mut r).unwrap();
+    let d = e
+        .route(&input(10_000, "HKD", Method::DebitCard), noon(), &mut r)
+        .unwrap();
     assert_eq!((d.rule.as_str(), d.strategy), ("hkd", Strategy::VolumeSplit));
 
     // No rule matches: the default route.
-    let d = e.route(&input(10_000, "USD", Method::DebitCard), noon(), &mut r).unwrap();
+    let d = e
+        .route(&input(10_000, "USD", Method::DebitCard), noon(), &mut r)
+        .unwrap();
     assert_eq!(d.rule, "default");
     // The fee is fixed + rate: unionpay 38 bps of 100.00 = 0.38.
     assert_eq!(d.fee, 38);
@@ -74,9 +109,12 @@ fn time_of_day_is_read_in_the_policy_time_zone() {
     let mut r = rng();
     let qr = input(10_000, "CNY", Method::QrCode);
     // 2026-11-22 15:45 UTC is 23:45 in Shanghai: inside the cut-off window.
-    let cutoff = Now::from_ms(1_795_320_000_000 + (3 * 60 + 45) * 60_000);
+    let cutoff = Now::from_ms(1_795_320_000_000 + (11 * 60 + 45) * 60_000);
     let d = e.route(&qr, cutoff, &mut r).unwrap();
-    assert_eq!((d.rule.as_str(), channel_of(&e, &d).as_str()), ("cny-qr-cutoff", "netsunion"));
+    assert_eq!(
+        (d.rule.as_str(), channel_of(&e, &d).as_str()),
+        ("cny-qr-cutoff", "netsunion")
+    );
     let d = e.route(&qr, noon(), &mut r).unwrap();
     assert_eq!(d.rule, "cny-wallets");
 }
@@ -88,7 +126,9 @@ fn volume_split_holds_within_tolerance_over_many_decisions() {
     let n = 100_000;
     let mut netsunion = 0;
     for _ in 0..n {
-        let d = e.route(&input(10_000, "CNY", Method::Wallet), noon(), &mut r).unwrap();
+        let d = e
+            .route(&input(10_000, "CNY", Method::Wallet), noon(), &mut r)
+            .unwrap();
         assert_eq!(d.strategy, Strategy::VolumeSplit);
         if channel_of(&e, &d) == "netsunion" {
             netsunion += 1;
@@ -105,7 +145,9 @@ fn split_leaves_out_ineligible_channels_and_renormalises() {
     let mut r = rng();
     // The wallet acquirer's limit is 50,000.00: above it, netsunion takes all.
     for _ in 0..200 {
-        let d = e.route(&input(6_000_000, "CNY", Method::Wallet), noon(), &mut r).unwrap();
+        let d = e
+            .route(&input(6_000_000, "CNY", Method::Wallet), noon(), &mut r)
+            .unwrap();
         assert_eq!(channel_of(&e, &d), "netsunion");
         assert!(d.reason.contains("left out"), "{}", d.reason);
     }
@@ -115,16 +157,32 @@ fn split_leaves_out_ineligible_channels_and_renormalises() {
 fn no_route_names_why() {
     let e = engine(DEFAULT_POLICY);
     let mut r = rng();
-    let err = e.route(&input(10_000, "JPY", Method::DebitCard), noon(), &mut r).unwrap_err();
+    let err = e
+        .route(&input(10_000, "JPY", Method::DebitCard), noon(), &mut r)
+        .unwrap_err();
     assert_eq!(err.kind, NoRouteKind::Currency);
-    let err = e.route(&input(10_000, "USD", Method::Wallet), noon(), &mut r).unwrap_err();
+    let err = e
+        .route(&input(10_000, "USD", Method::Wallet), noon(), &mut r)
+        .unwrap_err();
     assert_eq!(err.kind, NoRouteKind::Method, "{err}");
-    let err = e.route(&input(2_000_000_000, "USD", Method::DebitCard), noon(), &mut r).unwrap_err();
+    let err = e
+        .route(&input(2_000_000_000, "USD", Method::DebitCard), noon(), &mut r)
+        .unwrap_err();
     assert_eq!(err.kind, NoRouteKind::AmountLimit, "{err}");
-    assert!(err.to_string().contains("bank-direct: amount 2000000000 is outside its limits 100..=1000000000"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("bank-direct: amount 2000000000 is outside its limits 100..=1000000000"),
+        "{err}"
+    );
     let excluded = vec!["unionpay".to_owned(), "bank-direct".to_owned()];
-    let all_excluded = RouteInput { excluded: &excluded, ..input(10_000, "USD", Method::DebitCard) };
-    assert_eq!(e.route(&all_excluded, noon(), &mut r).unwrap_err().kind, NoRouteKind::Excluded);
+    let all_excluded = RouteInput {
+        excluded: &excluded,
+        ..input(10_000, "USD", Method::DebitCard)
+    };
+    assert_eq!(
+        e.route(&all_excluded, noon(), &mut r).unwrap_err().kind,
+        NoRouteKind::Excluded
+    );
 }
 
 #[test]
@@ -132,9 +190,15 @@ fn excluded_channel_falls_to_the_next() {
     let e = engine(DEFAULT_POLICY);
     let mut r = rng();
     let excluded = vec!["unionpay".to_owned()];
-    let req = RouteInput { excluded: &excluded, ..input(10_000, "USD", Method::DebitCard) };
+    let req = RouteInput {
+        excluded: &excluded,
+        ..input(10_000, "USD", Method::DebitCard)
+    };
     for _ in 0..100 {
-        assert_eq!(channel_of(&e, &e.route(&req, noon(), &mut r).unwrap()), "bank-direct");
+        assert_eq!(
+            channel_of(&e, &e.route(&req, noon(), &mut r).unwrap()),
+            "bank-direct"
+        );
     }
 }
 
@@ -143,10 +207,17 @@ fn a_rule_without_eligible_channels_falls_back_to_the_default_route() {
     let yaml = DEFAULT_POLICY.replace("      fixed: unionpay\n", "      fixed: wallet\n");
     let e = engine(&yaml);
     let mut r = rng();
-    let visa = RouteInput { card_bin: "41111111", ..input(10_000, "USD", Method::CreditCard) };
+    let visa = RouteInput {
+        card_bin: "41111111",
+        ..input(10_000, "USD", Method::CreditCard)
+    };
     let d = e.route(&visa, noon(), &mut r).unwrap();
     assert_eq!(channel_of(&e, &d), "unionpay");
-    assert!(d.reason.contains("fell back to the default route"), "{}", d.reason);
+    assert!(
+        d.reason.contains("fell back to the default route"),
+        "{}",
+        d.reason
+    );
 }
 
 #[test]
@@ -160,13 +231,25 @@ fn success_rate_prefers_the_better_channel_and_explores_a_little() {
     let mut r = rng();
     let mut counts = std::collections::HashMap::new();
     for _ in 0..10_000 {
-        let d = e.route(&input(10_000, "USD", Method::DebitCard), noon(), &mut r).unwrap();
+        let d = e
+            .route(&input(10_000, "USD", Method::DebitCard), noon(), &mut r)
+            .unwrap();
         *counts.entry((channel_of(&e, &d), d.strategy)).or_insert(0) += 1;
     }
     let exploit = counts[&("bank-direct".to_owned(), Strategy::SuccessRate)];
-    let explored: i32 = counts.iter().filter(|((_, s), _)| *s == Strategy::Exploration).map(|(_, n)| n).sum();
-    assert!(!counts.contains_key(&("unionpay".to_owned(), Strategy::SuccessRate)), "{counts:?}");
-    assert!((200..=400).contains(&explored), "3% exploration, got {explored}: {counts:?}");
+    let explored: i32 = counts
+        .iter()
+        .filter(|((_, s), _)| *s == Strategy::Exploration)
+        .map(|(_, n)| n)
+        .sum();
+    assert!(
+        !counts.contains_key(&("unionpay".to_owned(), Strategy::SuccessRate)),
+        "{counts:?}"
+    );
+    assert!(
+        (200..=400).contains(&explored),
+        "3% exploration, got {explored}: {counts:?}"
+    );
     assert_eq!(exploit + explored, 10_000);
 }
 
@@ -196,15 +279,24 @@ fn a_failing_channel_is_eliminated_probed_and_readmitted() {
     }
     let mut eliminated_at = None;
     for i in 0..100 {
-        if let Some(StateChange::Eliminated { .. }) = e.record(unionpay, Some(Method::DebitCard), Some("USD"), false, 1_000) {
+        if let Some(StateChange::Eliminated { .. }) =
+            e.record(unionpay, Some(Method::DebitCard), Some("USD"), false, 1_000)
+        {
             eliminated_at = Some(i);
             break;
         }
     }
-    assert_eq!(eliminated_at, Some(19), "eliminated once min_samples (20) outcomes are in");
+    assert_eq!(
+        eliminated_at,
+        Some(19),
+        "eliminated once min_samples (20) outcomes are in"
+    );
     let mut r = rng();
     let excluded = vec!["bank-direct".to_owned()];
-    let only_unionpay = RouteInput { excluded: &excluded, ..input(10_000, "USD", Method::DebitCard) };
+    let only_unionpay = RouteInput {
+        excluded: &excluded,
+        ..input(10_000, "USD", Method::DebitCard)
+    };
     // Eliminated and no probe due yet: nothing can serve.
     let err = e.route(&only_unionpay, Now::from_ms(1_500), &mut r).unwrap_err();
     assert_eq!(err.kind, NoRouteKind::AllEliminated);
@@ -215,7 +307,10 @@ fn a_failing_channel_is_eliminated_probed_and_readmitted() {
     // Twenty good probes readmit it.
     let mut readmitted = false;
     for i in 0..20u64 {
-        readmitted |= matches!(e.record(unionpay, Some(Method::DebitCard), Some("USD"), true, 3_000 + i), Some(StateChange::Readmitted { .. }));
+        readmitted |= matches!(
+            e.record(unionpay, Some(Method::DebitCard), Some("USD"), true, 3_000 + i),
+            Some(StateChange::Readmitted { .. })
+        );
     }
     assert!(readmitted);
     assert!(!e.stats[unionpay].is_eliminated());
@@ -228,9 +323,15 @@ fn reload_keeps_statistics_of_unchanged_channels() {
     for _ in 0..10 {
         first.record(0, None, None, true, 0);
     }
-    let second = Engine::new(parse_policy(&DEFAULT_POLICY.replace("rate_bps: 38", "rate_bps: 40")).unwrap(), Some(&first));
+    let second = Engine::new(
+        parse_policy(&DEFAULT_POLICY.replace("rate_bps: 38", "rate_bps: 40")).unwrap(),
+        Some(&first),
+    );
     assert_eq!(second.stats[0].overall.snapshot(), (10, 10));
-    let resized = Engine::new(parse_policy(&DEFAULT_POLICY.replace("window: 100 ", "window: 200 ")).unwrap(), Some(&first));
+    let resized = Engine::new(
+        parse_policy(&DEFAULT_POLICY.replace("window: 100 ", "window: 200 ")).unwrap(),
+        Some(&first),
+    );
     assert_eq!(resized.stats[0].overall.snapshot(), (0, 0));
 }
 
@@ -279,7 +380,9 @@ default_route:
 "#;
     let errs = errors(yaml);
     let find = |needle: &str| {
-        errs.iter().find(|e| e.message.contains(needle)).unwrap_or_else(|| panic!("no error with {needle:?} in {errs:#?}"))
+        errs.iter()
+            .find(|e| e.message.contains(needle))
+            .unwrap_or_else(|| panic!("no error with {needle:?} in {errs:#?}"))
     };
     assert_eq!(find("unknown time zone").line, 1);
     let xxx = find("unsupported currency");
@@ -287,9 +390,15 @@ default_route:
     assert_eq!(find("unknown method `telepathy`").line, 5);
     assert_eq!(find("unknown field `colour`").line, 10);
     let overlap = find("overlaps");
-    assert_eq!((overlap.line, overlap.path.as_str()), (19, "rules[1].when.card_bins[0]"));
+    assert_eq!(
+        (overlap.line, overlap.path.as_str()),
+        (19, "rules[1].when.card_bins[0]")
+    );
     let unknown = find("unknown channel `nowhere`");
-    assert_eq!((unknown.line, unknown.path.as_str()), (21, "rules[1].route.priority[1]"));
+    assert_eq!(
+        (unknown.line, unknown.path.as_str()),
+        (21, "rules[1].route.priority[1]")
+    );
     let split = find("add up to 90, not 100");
     assert_eq!((split.line, split.path.as_str()), (24, "rules[2].route.split"));
     assert_eq!(errs.len(), 7, "{errs:#?}");
@@ -299,28 +408,49 @@ default_route:
 #[test]
 fn overlapping_bins_are_fine_with_a_priority_or_disjoint_conditions() {
     let base = DEFAULT_POLICY.to_owned();
-    let with = |extra: &str| base.replace("rules:\n", &format!("rules:\n{extra}"));
+    let with = |extra: &str| base.replace("\nrules:\n", &format!("\nrules:\n{extra}"));
     // A higher priority says which rule wins.
-    let ok = with("  - name: vip-bins\n    priority: 5\n    when: { card_bins: [\"622200-622299\"], currencies: [CNY], methods: [debit_card] }\n    route: { fixed: bank-direct }\n");
+    let ok = with(
+        "  - name: vip-bins\n    priority: 5\n    when: { card_bins: [\"622200-622299\"], currencies: [CNY], methods: [debit_card] }\n    route: { fixed: bank-direct }\n",
+    );
     assert!(parse_policy(&ok).is_ok(), "{:?}", parse_policy(&ok).err());
     // Different currencies cannot both match.
-    let ok = with("  - name: usd-bins\n    when: { card_bins: [\"622200-622299\"], currencies: [USD] }\n    route: { fixed: bank-direct }\n");
+    let ok = with(
+        "  - name: usd-bins\n    when: { card_bins: [\"622200-622299\"], currencies: [USD] }\n    route: { fixed: bank-direct }\n",
+    );
     assert!(parse_policy(&ok).is_ok());
-    let bad = with("  - name: cny-bins\n    when: { card_bins: [\"622200-622299\"], currencies: [CNY] }\n    route: { fixed: bank-direct }\n");
+    let bad = with(
+        "  - name: cny-bins\n    when: { card_bins: [\"622200-622299\"], currencies: [CNY] }\n    route: { fixed: bank-direct }\n",
+    );
     assert!(errors(&bad).iter().any(|e| e.message.contains("overlaps")));
 }
 
 #[test]
 fn structural_errors_are_reported() {
     let errs = errors("channels: []\n");
-    assert!(errs.iter().any(|e| e.path == "channels" && e.message.contains("must not be empty")), "{errs:?}");
-    assert!(errs.iter().any(|e| e.path == "default_route" && e.message.contains("required")), "{errs:?}");
+    assert!(
+        errs.iter()
+            .any(|e| e.path == "channels" && e.message.contains("must not be empty")),
+        "{errs:?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.path == "default_route" && e.message.contains("required")),
+        "{errs:?}"
+    );
     let dup = DEFAULT_POLICY.replace("  - id: wallet\n", "  - id: unionpay\n");
     assert!(errors(&dup).iter().any(|e| e.message.contains("defined twice")));
     let dup_key = "time_zone: UTC\ntime_zone: UTC\n";
     assert!(errors(dup_key)[0].message.contains("duplicate key"));
-    let two_kinds = DEFAULT_POLICY.replace("  priority: [unionpay, bank-direct, netsunion, wallet]", "  priority: [unionpay]\n  fixed: unionpay");
-    assert!(errors(&two_kinds).iter().any(|e| e.message.contains("exactly one of fixed, priority, split")));
+    let two_kinds = DEFAULT_POLICY.replace(
+        "  priority: [unionpay, bank-direct, netsunion, wallet]",
+        "  priority: [unionpay]\n  fixed: unionpay",
+    );
+    assert!(
+        errors(&two_kinds)
+            .iter()
+            .any(|e| e.message.contains("exactly one of fixed, priority, split"))
+    );
 }
 
 #[test]
