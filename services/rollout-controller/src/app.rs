@@ -1,0 +1,71 @@
+//! Wiring shared by the binary and the integration tests: leader election, then the controller
+//! for as long as this process leads.
+
+use std::{sync::Arc, time::Duration};
+
+use kube::Client;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    lease::{self, Leadership, LeaseConfig},
+    metrics::ControllerMetrics,
+    reconcile::{self, Context},
+};
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Watch only this namespace (None: all).
+    pub namespace: Option<String>,
+    /// None: no election, this process always leads (one replica).
+    pub lease: Option<LeaseConfig>,
+    /// Event reporter instance (the pod name).
+    pub instance: Option<String>,
+}
+
+/// Runs until `stop`: campaigns for the Lease, reconciles while leading, and stops reconciling
+/// the moment leadership is lost (then campaigns again).
+pub async fn run(client: Client, settings: Settings, metrics: ControllerMetrics, stop: CancellationToken) {
+    let (leadership, election) = match settings.lease.clone() {
+        Some(config) => {
+            let (l, handle) = lease::spawn(client.clone(), config, stop.clone());
+            (l, Some(handle))
+        }
+        None => (Leadership::always(), None),
+    };
+    let ctx = Arc::new(Context::new(
+        client,
+        leadership.clone(),
+        metrics,
+        settings.instance.clone(),
+    ));
+    let mut watch = leadership.clone();
+    loop {
+        tokio::select! {
+            () = watch.acquired() => {}
+            () = stop.cancelled() => break,
+        }
+        tracing::info!("leading: starting the controller");
+        let term = stop.child_token();
+        let mut lost = leadership.receiver();
+        let controller = reconcile::run(ctx.clone(), settings.namespace.clone(), term.clone());
+        tokio::pin!(controller);
+        tokio::select! {
+            () = &mut controller => {}
+            () = async { let _ = lost.wait_for(|leading| !*leading).await; } => {
+                // Stop reconciling at once; in-flight reconciles finish (their writes are fenced
+                // by the status precondition and the leadership check).
+                term.cancel();
+                controller.await;
+            }
+        }
+        if stop.is_cancelled() {
+            break;
+        }
+        tracing::warn!("leadership lost: controller stopped");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    if let Some(handle) = election {
+        // Let the election release the Lease.
+        let _ = tokio::time::timeout(Duration::from_secs(5), handle).await;
+    }
+}

@@ -1,0 +1,33 @@
+//! payplane's rollout controller: canary releases of gRPC services judged on gRPC status,
+//! latency and the ledger's invariants.
+//!
+//! Pure parts decide: `judge` (statistics), `validate` (spec → field problems), `analysis`
+//! (measurement bookkeeping, Argo's limits) and `machine` (status + observations → status +
+//! actions). `reconcile`, `providers` and `lease` talk to the cluster; `app` wires them.
+
+pub mod analysis;
+pub mod app;
+pub mod crd;
+pub mod judge;
+pub mod lease;
+pub mod machine;
+pub mod metrics;
+pub mod providers;
+pub mod reconcile;
+pub mod validate;
+
+/// The CRD files (name, content) as `crdgen` writes them to `charts/rollout-controller/crds/`.
+pub fn crd_files() -> Vec<(&'static str, String)> {
+    use kube::CustomResourceExt;
+    let to_yaml = |crd: &k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition| {
+        let yaml = serde_saphyr::to_string(crd).expect("a CRD always serializes");
+        format!("# Generated from the Rust types by `cargo run -p payplane-rollout-controller --bin crdgen`; do not edit.\n{yaml}")
+    };
+    vec![
+        ("rollouts.payplane.io.yaml", to_yaml(&crd::Rollout::crd())),
+        (
+            "analysistemplates.payplane.io.yaml",
+            to_yaml(&crd::AnalysisTemplate::crd()),
+        ),
+    ]
+}

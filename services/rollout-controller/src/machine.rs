@@ -1,0 +1,1277 @@
+//! The step machine, no I/O: the previous status plus what was observed on the cluster give the
+//! next status and the actions to take. The reconciler executes the actions; this module decides.
+//!
+//! The referenced Deployment is kept `paused`, so a new pod template (a chart upgrade) never rolls
+//! out by itself: its pods keep running the stable ReplicaSet. The new template runs in the canary
+//! Deployment, sized so that canary/(canary+stable) is the step's weight (our clients balance per
+//! request across ready pods). Promotion unpauses the stable Deployment (it rolls to the new
+//! template, draining old pods on SIGTERM) and scales the canary to zero once the stable is
+//! fully rolled; abort scales the canary to zero and the stable never changed.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::{
+    analysis::{self, BACKGROUND_RUN},
+    crd::{
+        AnalysisPhase, AnalysisRunStatus, CanaryStep, CanaryStrategy, Condition, PauseReason, Phase,
+        RolloutStatus, Rounding,
+    },
+    validate::parse_duration,
+};
+
+/// A one-shot request from the `payplane.io/request` annotation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    Abort,
+    Retry,
+    /// Finish the current step now.
+    Promote,
+    /// Skip the remaining steps and analyses.
+    PromoteFull,
+    /// Leave an indefinite pause or an inconclusive analysis.
+    Resume,
+    /// Back to a previous revision (handled by the reconciler, which rewrites the template).
+    Undo(Option<i64>),
+}
+
+impl std::str::FromStr for Request {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        Ok(match s {
+            "abort" => Request::Abort,
+            "retry" => Request::Retry,
+            "promote" => Request::Promote,
+            "promote-full" => Request::PromoteFull,
+            "resume" => Request::Resume,
+            "undo" => Request::Undo(None),
+            _ => match s.strip_prefix("undo:").map(|r| r.trim().parse::<i64>()) {
+                Some(Ok(revision)) if revision > 0 => Request::Undo(Some(revision)),
+                _ => {
+                    return Err(format!(
+                        "unknown request `{s}`: use abort, retry, promote, promote-full, resume, undo or undo:<revision>"
+                    ));
+                }
+            },
+        })
+    }
+}
+
+/// What the reconciler saw on the cluster this time.
+#[derive(Debug, Clone)]
+pub struct Observed {
+    pub now: DateTime<Utc>,
+    /// Hash of the referenced Deployment's pod template.
+    pub template_hash: String,
+    /// The referenced Deployment's `spec.replicas` (the HPA's or the chart's).
+    pub stable_replicas: i32,
+    pub stable_ready: i32,
+    /// `spec.paused` of the referenced Deployment.
+    pub stable_paused: bool,
+    /// The referenced Deployment has rolled to its current template: observed generation,
+    /// updated, ready and available replicas all caught up.
+    pub stable_rolled_out: bool,
+    /// Ready pods of the canary Deployment that run the canary revision.
+    pub canary_ready: i32,
+    /// `spec.replicas` of the canary Deployment (0 when absent).
+    pub canary_replicas: i32,
+    pub request: Option<Request>,
+    pub spec_paused: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    Normal,
+    Warning,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Save the current template as a revision (ControllerRevision), if not saved yet.
+    SaveRevision,
+    /// `spec.paused = true` on the referenced Deployment.
+    PauseStable,
+    /// `spec.paused = false`: the stable rolls to the new template.
+    UnpauseStable,
+    /// Apply the canary Deployment with the canary revision's template and this many replicas.
+    ScaleCanary(i32),
+    /// Forget scrape baselines etc. of the previous canary.
+    ResetAnalysis,
+    Event {
+        type_: EventType,
+        reason: &'static str,
+        note: String,
+    },
+    /// A rollout ended; for the `rollouts_total{outcome}` metric.
+    Outcome(&'static str),
+}
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub status: RolloutStatus,
+    pub actions: Vec<Action>,
+    /// When to look again even if nothing changes.
+    pub requeue: Option<Duration>,
+    /// The request was acted upon (the reconciler removes the annotation either way once seen).
+    pub request_handled: bool,
+}
+
+/// Canary replicas for `weight` next to `stable` replicas, so that the canary's share of ready
+/// pods is the weight: `stable · w / (100 − w)`, rounded as asked, at least 1 for a positive
+/// weight. 100 means a canary as large as the stable (half the requests): a full shift is what
+/// promotion does.
+pub fn canary_replicas(stable: i32, weight: i32, rounding: Rounding) -> i32 {
+    if weight <= 0 || stable <= 0 {
+        return if weight > 0 { 1 } else { 0 };
+    }
+    if weight >= 100 {
+        return stable;
+    }
+    let exact = stable as f64 * weight as f64 / (100 - weight) as f64;
+    let rounded = match rounding {
+        // Guard against 2.0000000001 becoming 3.
+        Rounding::Up => (exact - 1e-9).ceil(),
+        Rounding::Down => exact.floor(),
+        Rounding::Nearest => exact.round(),
+    };
+    (rounded as i32).max(1)
+}
+
+/// The weight in force at step `index`: the last setWeight at or before it.
+pub fn weight_at(steps: &[CanaryStep], index: usize) -> i32 {
+    steps
+        .iter()
+        .take(index + 1)
+        .rev()
+        .find_map(|s| s.set_weight)
+        .unwrap_or(0)
+}
+
+fn share(canary: i32, stable: i32) -> i32 {
+    if canary + stable <= 0 {
+        0
+    } else {
+        (canary as i64 * 100 / (canary + stable) as i64) as i32
+    }
+}
+
+pub const DEFAULT_PROGRESS_DEADLINE: Duration = Duration::from_secs(600);
+const WAIT_FOR_PODS: Duration = Duration::from_secs(5);
+const WAIT_FOR_ANALYSIS: Duration = Duration::from_secs(1);
+
+struct Planner<'a> {
+    obs: &'a Observed,
+    st: RolloutStatus,
+    actions: Vec<Action>,
+    request_handled: bool,
+}
+
+impl Planner<'_> {
+    fn event(&mut self, type_: EventType, reason: &'static str, note: String) {
+        self.actions.push(Action::Event { type_, reason, note });
+    }
+
+    fn set_condition(&mut self, type_: &str, status: bool, reason: &str, message: String) {
+        set_condition(
+            &mut self.st.conditions,
+            type_,
+            status,
+            reason,
+            message,
+            self.obs.now,
+        );
+    }
+
+    fn done(self, requeue: Option<Duration>) -> Plan {
+        let mut st = self.st;
+        st.message = match st.phase {
+            Phase::Paused => st.pause_reason.map(|r| format!("paused: {r:?}")),
+            Phase::Degraded => st.abort_reason.clone(),
+            _ => None,
+        };
+        let pausing = st.phase == Phase::Paused;
+        let reason = st
+            .pause_reason
+            .map(|r| format!("{r:?}"))
+            .unwrap_or_else(|| "NotPaused".into());
+        let mut conditions = std::mem::take(&mut st.conditions);
+        set_condition(
+            &mut conditions,
+            "Paused",
+            pausing,
+            &reason,
+            st.message.clone().unwrap_or_default(),
+            self.obs.now,
+        );
+        set_condition(
+            &mut conditions,
+            "Healthy",
+            st.phase == Phase::Healthy,
+            &format!("{:?}", st.phase),
+            format!("stable {}", st.stable_revision.as_deref().unwrap_or("-")),
+            self.obs.now,
+        );
+        // A valid spec got this far.
+        set_condition(
+            &mut conditions,
+            "InvalidSpec",
+            false,
+            "Valid",
+            String::new(),
+            self.obs.now,
+        );
+        st.conditions = conditions;
+        Plan {
+            status: st,
+            actions: self.actions,
+            requeue,
+            request_handled: self.request_handled,
+        }
+    }
+
+    fn start(&mut self, hash: &str, reason: &'static str) {
+        let now = analysis::format_time(self.obs.now);
+        self.st.canary_revision = Some(hash.to_owned());
+        self.st.current_step_index = Some(0);
+        self.st.step_started_at = Some(now);
+        self.st.analysis_runs.clear();
+        self.st.abort = false;
+        self.st.abort_reason = None;
+        self.st.aborted_revision = None;
+        self.st.pause_reason = None;
+        self.st.phase = Phase::Progressing;
+        self.actions.push(Action::SaveRevision);
+        self.actions.push(Action::ResetAnalysis);
+        let stable = self.st.stable_revision.clone().unwrap_or_default();
+        self.event(
+            EventType::Normal,
+            reason,
+            format!("releasing revision {hash} as a canary of stable {stable}"),
+        );
+        self.set_condition("Progressing", true, reason, format!("canary {hash}"));
+    }
+
+    fn abort(mut self, why: String) -> Plan {
+        let hash = self.obs.template_hash.clone();
+        self.actions.push(Action::ScaleCanary(0));
+        self.event(
+            EventType::Warning,
+            "RolloutAborted",
+            format!("revision {hash} aborted: {why}; all traffic on stable"),
+        );
+        self.actions.push(Action::Outcome("Aborted"));
+        self.st.abort = true;
+        self.st.abort_reason = Some(why.clone());
+        self.st.aborted_revision = Some(hash);
+        self.st.phase = Phase::Degraded;
+        self.st.pause_reason = None;
+        self.st.desired_weight = 0;
+        self.st.weight = share(0, self.obs.stable_ready);
+        self.st.canary_replicas = 0;
+        self.set_condition("Progressing", false, "RolloutAborted", why);
+        self.done(None)
+    }
+}
+
+fn set_condition(
+    conditions: &mut Vec<Condition>,
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: String,
+    now: DateTime<Utc>,
+) {
+    let status = if status { "True" } else { "False" }.to_owned();
+    match conditions.iter_mut().find(|c| c.type_ == type_) {
+        Some(c) => {
+            if c.status != status {
+                c.last_transition_time = analysis::format_time(now);
+            }
+            c.status = status;
+            c.reason = reason.to_owned();
+            c.message = message;
+        }
+        None => conditions.push(Condition {
+            type_: type_.to_owned(),
+            status,
+            reason: reason.to_owned(),
+            message,
+            last_transition_time: analysis::format_time(now),
+        }),
+    }
+}
+
+/// Records an invalid spec on the status: phase InvalidSpec and a condition naming the fields.
+pub fn invalid(prev: &RolloutStatus, message: String, now: DateTime<Utc>) -> RolloutStatus {
+    let mut st = prev.clone();
+    st.phase = Phase::InvalidSpec;
+    st.message = Some(message.clone());
+    set_condition(
+        &mut st.conditions,
+        "InvalidSpec",
+        true,
+        "InvalidSpec",
+        message,
+        now,
+    );
+    st
+}
+
+/// Decides the next status and actions.
+pub fn plan(strategy: &CanaryStrategy, prev: &RolloutStatus, obs: &Observed, deadline: Duration) -> Plan {
+    let mut p = Planner {
+        obs,
+        st: prev.clone(),
+        actions: Vec::new(),
+        request_handled: false,
+    };
+    let hash = obs.template_hash.clone();
+    let now = obs.now;
+
+    // First sight: adopt the running template as the stable and pin the Deployment.
+    let Some(stable) = p.st.stable_revision.clone() else {
+        if !obs.stable_rolled_out {
+            // Taking over mid-rollout would pin a half-rolled Deployment; wait for it.
+            p.st.phase = Phase::Progressing;
+            return p.done(Some(WAIT_FOR_PODS));
+        }
+        p.st.stable_revision = Some(hash.clone());
+        p.st.phase = Phase::Healthy;
+        p.actions.push(Action::SaveRevision);
+        p.actions.push(Action::PauseStable);
+        p.event(
+            EventType::Normal,
+            "Initialized",
+            format!("stable revision {hash}; the Deployment is now released by this Rollout"),
+        );
+        return p.done(None);
+    };
+    // Keep the Deployment pinned, except while it rolls to a promoted template.
+    if !obs.stable_paused && p.st.phase != Phase::Promoting {
+        p.actions.push(Action::PauseStable);
+    }
+    p.st.stable_replicas = obs.stable_replicas;
+
+    // Back on the stable template (undo, a reverted chart): no canary.
+    if hash == stable {
+        if let Some(canary) = p.st.canary_revision.take() {
+            p.event(
+                EventType::Normal,
+                "RolloutSuperseded",
+                format!("canary {canary} replaced by the stable template {stable}"),
+            );
+            p.actions.push(Action::Outcome("Superseded"));
+        }
+        if obs.canary_replicas > 0 {
+            p.actions.push(Action::ScaleCanary(0));
+        }
+        if p.st.phase != Phase::Healthy {
+            p.set_condition("Progressing", false, "Healthy", format!("stable {stable}"));
+        }
+        p.st.phase = Phase::Healthy;
+        p.st.current_step_index = None;
+        p.st.step_started_at = None;
+        p.st.analysis_runs.clear();
+        p.st.abort = false;
+        p.st.abort_reason = None;
+        p.st.pause_reason = None;
+        p.st.desired_weight = 0;
+        p.st.canary_replicas = 0;
+        p.st.weight = 0;
+        p.request_handled = matches!(obs.request, Some(Request::Abort));
+        return p.done(None);
+    }
+
+    // Promotion in progress: the stable Deployment rolls to the new template.
+    if p.st.phase == Phase::Promoting && p.st.canary_revision.as_deref() == Some(hash.as_str()) {
+        if obs.stable_paused {
+            p.actions.push(Action::UnpauseStable);
+            return p.done(Some(WAIT_FOR_PODS));
+        }
+        if !obs.stable_rolled_out {
+            return p.done(Some(WAIT_FOR_PODS));
+        }
+        // The stable serves the new template with all its pods: the canary can go, in-flight
+        // calls drain on SIGTERM.
+        p.actions.push(Action::ScaleCanary(0));
+        p.actions.push(Action::PauseStable);
+        p.event(
+            EventType::Normal,
+            "RolloutCompleted",
+            format!("revision {hash} promoted to stable"),
+        );
+        p.actions.push(Action::Outcome("Promoted"));
+        p.st.stable_revision = Some(hash.clone());
+        p.st.canary_revision = None;
+        p.st.current_step_index = None;
+        p.st.step_started_at = None;
+        p.st.analysis_runs.clear();
+        p.st.phase = Phase::Healthy;
+        p.st.desired_weight = 0;
+        p.st.weight = 0;
+        p.st.canary_replicas = 0;
+        p.set_condition("Progressing", false, "RolloutCompleted", format!("stable {hash}"));
+        return p.done(None);
+    }
+
+    // An aborted revision stays aborted until `retry` or a newer template.
+    if p.st.abort && p.st.aborted_revision.as_deref() == Some(hash.as_str()) {
+        if obs.request == Some(Request::Retry) {
+            p.request_handled = true;
+            p.start(&hash, "RolloutRetried");
+        } else {
+            if obs.canary_replicas > 0 {
+                p.actions.push(Action::ScaleCanary(0));
+            }
+            p.st.phase = Phase::Degraded;
+            p.request_handled = obs.request == Some(Request::Abort);
+            return p.done(None);
+        }
+    } else if p.st.canary_revision.as_deref() != Some(hash.as_str()) {
+        // A new revision; one in flight is superseded (its canary pods get the new template).
+        if let Some(old) = p.st.canary_revision.clone() {
+            p.event(
+                EventType::Normal,
+                "RolloutSuperseded",
+                format!("canary {old} superseded by {hash}"),
+            );
+            p.actions.push(Action::Outcome("Superseded"));
+        }
+        p.start(&hash, "RolloutStarted");
+    }
+
+    // In progress. Background analysis runs from the first step until promotion.
+    if strategy.analysis.is_some() && !p.st.analysis_runs.iter().any(|r| r.name == BACKGROUND_RUN) {
+        p.st.analysis_runs.push(new_run(BACKGROUND_RUN.into(), now));
+    }
+    let steps = &strategy.steps;
+    let mut index = p.st.current_step_index.unwrap_or(0) as usize;
+    let current_run = analysis::step_run_name(index as u32);
+
+    // Safety first: an abort request or a failed analysis wins over any pause or gate.
+    if obs.request == Some(Request::Abort) {
+        p.request_handled = true;
+        return p.abort("abort requested".into());
+    }
+    if let Some(run) = p.st.analysis_runs.iter().find(|r| {
+        (r.name == BACKGROUND_RUN || r.name == current_run)
+            && matches!(r.phase, AnalysisPhase::Failed | AnalysisPhase::Error)
+    }) {
+        let why = analysis::explain(run);
+        return p.abort(why);
+    }
+
+    let mut promote_step = obs.request == Some(Request::Promote);
+    let mut resume = obs.request == Some(Request::Resume);
+    if obs.request == Some(Request::PromoteFull) {
+        p.request_handled = true;
+        p.event(
+            EventType::Normal,
+            "PromotedFull",
+            format!("skipping steps {index}–{} on request", steps.len()),
+        );
+        index = steps.len();
+        p.st.current_step_index = Some(index as u32);
+    }
+    // An inconclusive background analysis pauses; `resume` or `promote` restarts it.
+    if let Some(i) =
+        p.st.analysis_runs
+            .iter()
+            .position(|r| r.name == BACKGROUND_RUN && r.phase == AnalysisPhase::Inconclusive)
+    {
+        if resume || promote_step {
+            p.request_handled = true;
+            p.event(
+                EventType::Normal,
+                "AnalysisRestarted",
+                "background analysis restarted after an inconclusive result".into(),
+            );
+            p.st.analysis_runs[i] = new_run(BACKGROUND_RUN.into(), now);
+            resume = false;
+            promote_step = false;
+        } else {
+            let why = analysis::explain(&p.st.analysis_runs[i]);
+            return pause(p, PauseReason::InconclusiveAnalysis, why, None);
+        }
+    }
+
+    loop {
+        if index >= steps.len() {
+            p.actions.push(Action::UnpauseStable);
+            p.st.phase = Phase::Promoting;
+            p.st.pause_reason = None;
+            p.event(
+                EventType::Normal,
+                "Promoting",
+                format!("all steps done: the stable Deployment rolls to {hash}"),
+            );
+            p.set_condition(
+                "Progressing",
+                true,
+                "Promoting",
+                format!("stable rolling to {hash}"),
+            );
+            return p.done(Some(WAIT_FOR_PODS));
+        }
+        let step = &steps[index];
+        let weight = weight_at(steps, index);
+        let desired = canary_replicas(
+            obs.stable_replicas,
+            weight,
+            strategy.replica_rounding.unwrap_or_default(),
+        );
+        p.st.desired_weight = weight;
+        p.st.canary_replicas = desired;
+        p.st.weight = share(obs.canary_ready.min(desired), obs.stable_ready);
+        if desired != obs.canary_replicas {
+            p.actions.push(Action::ScaleCanary(desired));
+        }
+        let started =
+            p.st.step_started_at
+                .as_deref()
+                .and_then(analysis::parse_time)
+                .unwrap_or(now);
+
+        let completed_by_request =
+            promote_step || (resume && step.pause.as_ref().is_some_and(|x| x.duration.is_none()));
+        if !completed_by_request && obs.spec_paused {
+            return pause(p, PauseReason::UserPaused, "spec.paused is true".into(), None);
+        }
+        let finished = if completed_by_request {
+            p.request_handled = true;
+            promote_step = false;
+            resume = false;
+            true
+        } else if step.set_weight.is_some() {
+            if obs.canary_ready >= desired && obs.canary_replicas == desired {
+                true
+            } else {
+                let waited = (now - started).to_std().unwrap_or_default();
+                if waited > deadline {
+                    return p.abort(format!(
+                        "progress deadline: {} of {desired} canary pods ready after {}s",
+                        obs.canary_ready,
+                        waited.as_secs()
+                    ));
+                }
+                p.st.phase = Phase::Progressing;
+                p.st.pause_reason = None;
+                return p.done(Some(WAIT_FOR_PODS));
+            }
+        } else if let Some(pause_step) = &step.pause {
+            match pause_step
+                .duration
+                .as_deref()
+                .and_then(|d| parse_duration(d).ok())
+            {
+                Some(d) => {
+                    let until = started + chrono::Duration::from_std(d).unwrap_or_default();
+                    if now >= until {
+                        true
+                    } else {
+                        let left = (until - now).to_std().unwrap_or_default();
+                        return pause(
+                            p,
+                            PauseReason::CanaryPauseStep,
+                            format!("pause step {index}"),
+                            Some(left),
+                        );
+                    }
+                }
+                None => {
+                    return pause(
+                        p,
+                        PauseReason::CanaryPauseStep,
+                        format!("pause step {index} until promote"),
+                        None,
+                    );
+                }
+            }
+        } else {
+            // An analysis step.
+            let name = analysis::step_run_name(index as u32);
+            match p.st.analysis_runs.iter().position(|r| r.name == name) {
+                None => {
+                    p.st.analysis_runs.push(new_run(name, now));
+                    p.st.phase = Phase::Progressing;
+                    return p.done(Some(WAIT_FOR_ANALYSIS));
+                }
+                Some(i) => match { p.st.analysis_runs[i].phase } {
+                    AnalysisPhase::Successful => true,
+                    AnalysisPhase::Inconclusive if resume => {
+                        p.request_handled = true;
+                        resume = false;
+                        true
+                    }
+                    AnalysisPhase::Inconclusive => {
+                        let why = analysis::explain(&p.st.analysis_runs[i]);
+                        return pause(p, PauseReason::InconclusiveAnalysis, why, None);
+                    }
+                    _ => {
+                        p.st.phase = Phase::Progressing;
+                        p.st.pause_reason = None;
+                        return p.done(Some(WAIT_FOR_ANALYSIS));
+                    }
+                },
+            }
+        };
+        debug_assert!(finished);
+        let kind = describe(step);
+        p.event(
+            EventType::Normal,
+            "StepCompleted",
+            format!("step {index} ({kind}) of revision {hash} completed"),
+        );
+        index += 1;
+        p.st.current_step_index = Some(index as u32);
+        p.st.step_started_at = Some(analysis::format_time(now));
+        p.st.pause_reason = None;
+        p.st.phase = Phase::Progressing;
+    }
+}
+
+fn pause(mut p: Planner<'_>, reason: PauseReason, why: String, requeue: Option<Duration>) -> Plan {
+    if p.st.pause_reason != Some(reason) {
+        p.event(EventType::Normal, "RolloutPaused", format!("{reason:?}: {why}"));
+    }
+    p.st.phase = Phase::Paused;
+    p.st.pause_reason = Some(reason);
+    p.done(requeue)
+}
+
+fn new_run(name: String, now: DateTime<Utc>) -> AnalysisRunStatus {
+    AnalysisRunStatus {
+        name,
+        phase: AnalysisPhase::Running,
+        started_at: analysis::format_time(now),
+        metrics: vec![],
+    }
+}
+
+fn describe(step: &CanaryStep) -> String {
+    if let Some(w) = step.set_weight {
+        format!("setWeight {w}")
+    } else if let Some(p) = &step.pause {
+        match &p.duration {
+            Some(d) => format!("pause {d}"),
+            None => "pause".into(),
+        }
+    } else {
+        "analysis".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{AnalysisRef, MetricStatus, PauseStep};
+
+    fn t(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_795_000_000 + secs, 0).unwrap()
+    }
+
+    fn weight(w: i32) -> CanaryStep {
+        CanaryStep {
+            set_weight: Some(w),
+            ..Default::default()
+        }
+    }
+    fn pause_for(d: &str) -> CanaryStep {
+        CanaryStep {
+            pause: Some(PauseStep {
+                duration: Some(d.into()),
+            }),
+            ..Default::default()
+        }
+    }
+    fn pause_forever() -> CanaryStep {
+        CanaryStep {
+            pause: Some(PauseStep { duration: None }),
+            ..Default::default()
+        }
+    }
+    fn analysis_step() -> CanaryStep {
+        CanaryStep {
+            analysis: Some(AnalysisRef::default()),
+            ..Default::default()
+        }
+    }
+
+    fn strategy(steps: Vec<CanaryStep>) -> CanaryStrategy {
+        CanaryStrategy {
+            steps,
+            ..Default::default()
+        }
+    }
+
+    fn obs(hash: &str, now: i64) -> Observed {
+        Observed {
+            now: t(now),
+            template_hash: hash.into(),
+            stable_replicas: 4,
+            stable_ready: 4,
+            stable_paused: true,
+            stable_rolled_out: true,
+            canary_ready: 0,
+            canary_replicas: 0,
+            request: None,
+            spec_paused: false,
+        }
+    }
+
+    fn healthy(stable: &str) -> RolloutStatus {
+        RolloutStatus {
+            stable_revision: Some(stable.into()),
+            ..Default::default()
+        }
+    }
+
+    fn run(s: &CanaryStrategy, st: &RolloutStatus, o: &Observed) -> Plan {
+        plan(s, st, o, DEFAULT_PROGRESS_DEADLINE)
+    }
+
+    fn reasons(p: &Plan) -> Vec<&'static str> {
+        p.actions
+            .iter()
+            .filter_map(|a| {
+                if let Action::Event { reason, .. } = a {
+                    Some(*reason)
+                } else {
+                    None
+                }
+            })
+            .collect()
+    }
+
+    fn scales(p: &Plan) -> Vec<i32> {
+        p.actions
+            .iter()
+            .filter_map(|a| {
+                if let Action::ScaleCanary(n) = a {
+                    Some(*n)
+                } else {
+                    None
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn replica_split_keeps_the_share() {
+        assert_eq!(canary_replicas(4, 20, Rounding::Up), 1); // 1/5 = 20%
+        assert_eq!(canary_replicas(4, 50, Rounding::Up), 4);
+        assert_eq!(canary_replicas(9, 10, Rounding::Up), 1); // exactly 1: no rounding up to 2
+        assert_eq!(canary_replicas(10, 10, Rounding::Up), 2); // 1.11 → 2
+        assert_eq!(canary_replicas(10, 10, Rounding::Down), 1);
+        assert_eq!(canary_replicas(10, 10, Rounding::Nearest), 1);
+        assert_eq!(
+            canary_replicas(3, 1, Rounding::Down),
+            1,
+            "a positive weight gets a pod"
+        );
+        assert_eq!(canary_replicas(3, 0, Rounding::Up), 0);
+        assert_eq!(canary_replicas(6, 100, Rounding::Up), 6);
+        // An HPA doubles the stable: the canary follows and the share holds.
+        assert_eq!(canary_replicas(8, 20, Rounding::Up), 2);
+        assert_eq!(share(2, 8), 20);
+    }
+
+    #[test]
+    fn first_sight_adopts_and_pins_the_deployment() {
+        let p = run(
+            &strategy(vec![weight(20)]),
+            &RolloutStatus::default(),
+            &Observed {
+                stable_paused: false,
+                ..obs("a", 0)
+            },
+        );
+        assert_eq!(p.status.stable_revision.as_deref(), Some("a"));
+        assert_eq!(p.status.phase, Phase::Healthy);
+        assert!(p.actions.contains(&Action::PauseStable));
+        assert!(p.actions.contains(&Action::SaveRevision));
+        // But not while the Deployment is still rolling.
+        let p = run(
+            &strategy(vec![weight(20)]),
+            &RolloutStatus::default(),
+            &Observed {
+                stable_rolled_out: false,
+                ..obs("a", 0)
+            },
+        );
+        assert_eq!(p.status.stable_revision, None);
+        assert!(p.actions.is_empty());
+    }
+
+    #[test]
+    fn walks_weight_pause_and_promotes() {
+        let s = strategy(vec![weight(20), pause_for("30s"), weight(50)]);
+        // New template b: canary created with 1 replica (20% of 4+1).
+        let p = run(&s, &healthy("a"), &obs("b", 0));
+        assert_eq!(reasons(&p), ["RolloutStarted"]);
+        assert_eq!(scales(&p), [1]);
+        assert_eq!(p.status.phase, Phase::Progressing);
+        assert_eq!(p.status.canary_revision.as_deref(), Some("b"));
+        assert_eq!(p.status.current_step_index, Some(0));
+        assert!(p.actions.contains(&Action::SaveRevision));
+
+        // Canary ready: step 0 completes, the pause starts and holds for 30 s.
+        let o = Observed {
+            canary_ready: 1,
+            canary_replicas: 1,
+            ..obs("b", 5)
+        };
+        let p = run(&s, &p.status, &o);
+        assert_eq!(reasons(&p), ["StepCompleted", "RolloutPaused"]);
+        assert_eq!(p.status.current_step_index, Some(1));
+        assert_eq!(p.status.phase, Phase::Paused);
+        assert_eq!(p.status.weight, 20);
+        assert_eq!(p.requeue, Some(Duration::from_secs(30)));
+
+        let o = Observed {
+            canary_ready: 1,
+            canary_replicas: 1,
+            ..obs("b", 20)
+        };
+        let p = run(&s, &p.status, &o);
+        assert_eq!(p.status.current_step_index, Some(1), "still pausing");
+        assert!(reasons(&p).is_empty(), "no repeated events");
+
+        // After 30 s: step 2 asks for 50% = 4 canary pods.
+        let o = Observed {
+            canary_ready: 1,
+            canary_replicas: 1,
+            ..obs("b", 36)
+        };
+        let p = run(&s, &p.status, &o);
+        assert_eq!(p.status.current_step_index, Some(2));
+        assert_eq!(scales(&p), [4]);
+        assert_eq!(p.status.desired_weight, 50);
+
+        // Ready: all steps done, promotion unpauses the stable.
+        let o = Observed {
+            canary_ready: 4,
+            canary_replicas: 4,
+            ..obs("b", 40)
+        };
+        let p = run(&s, &p.status, &o);
+        assert_eq!(p.status.phase, Phase::Promoting);
+        assert!(p.actions.contains(&Action::UnpauseStable));
+        assert!(
+            scales(&p).is_empty(),
+            "the canary keeps serving while the stable rolls"
+        );
+
+        // The stable rolls: wait; then the canary goes to zero and the stable is re-pinned.
+        let o = Observed {
+            canary_ready: 4,
+            canary_replicas: 4,
+            stable_paused: false,
+            stable_rolled_out: false,
+            ..obs("b", 45)
+        };
+        let p = run(&s, &p.status, &o);
+        assert_eq!(p.status.phase, Phase::Promoting);
+        assert!(scales(&p).is_empty());
+        let o = Observed {
+            canary_ready: 4,
+            canary_replicas: 4,
+            stable_paused: false,
+            ..obs("b", 60)
+        };
+        let p = run(&s, &p.status, &o);
+        assert_eq!(p.status.phase, Phase::Healthy);
+        assert_eq!(p.status.stable_revision.as_deref(), Some("b"));
+        assert_eq!(scales(&p), [0]);
+        assert!(p.actions.contains(&Action::PauseStable));
+        assert!(p.actions.contains(&Action::Outcome("Promoted")));
+    }
+
+    #[test]
+    fn indefinite_pause_waits_for_promote_or_resume() {
+        let s = strategy(vec![weight(20), pause_forever(), weight(40)]);
+        let mut st = healthy("a");
+        st.canary_revision = Some("b".into());
+        st.current_step_index = Some(1);
+        st.step_started_at = Some(analysis::format_time(t(0)));
+        let base = Observed {
+            canary_ready: 1,
+            canary_replicas: 1,
+            ..obs("b", 3600)
+        };
+        let p = run(&s, &st, &base);
+        assert_eq!(p.status.phase, Phase::Paused);
+        assert_eq!(p.status.pause_reason, Some(PauseReason::CanaryPauseStep));
+        assert_eq!(p.requeue, None, "no polling while paused");
+        for request in [Request::Promote, Request::Resume] {
+            let p = run(
+                &s,
+                &st,
+                &Observed {
+                    request: Some(request.clone()),
+                    ..base.clone()
+                },
+            );
+            assert_eq!(p.status.current_step_index, Some(2), "{request:?}");
+            assert!(p.request_handled);
+            assert_eq!(scales(&p), [3]); // 40% next to 4 stable: 2.67 → 3
+        }
+    }
+
+    #[test]
+    fn promote_skips_one_step_and_promote_full_skips_all() {
+        let s = strategy(vec![weight(20), pause_forever(), weight(40), pause_forever()]);
+        let p = run(
+            &s,
+            &healthy("a"),
+            &Observed {
+                request: Some(Request::Promote),
+                ..obs("b", 0)
+            },
+        );
+        assert_eq!(
+            p.status.current_step_index,
+            Some(1),
+            "the setWeight step completed on request"
+        );
+        assert_eq!(p.status.phase, Phase::Paused, "and only that one");
+        let p = run(
+            &s,
+            &p.status,
+            &Observed {
+                request: Some(Request::PromoteFull),
+                canary_replicas: 1,
+                ..obs("b", 1)
+            },
+        );
+        assert_eq!(p.status.phase, Phase::Promoting);
+        assert!(p.actions.contains(&Action::UnpauseStable));
+    }
+
+    #[test]
+    fn user_pause_holds_but_abort_still_acts() {
+        let s = strategy(vec![weight(20), weight(40)]);
+        let mut st = run(&s, &healthy("a"), &obs("b", 0)).status;
+        let paused = Observed {
+            canary_ready: 1,
+            canary_replicas: 1,
+            spec_paused: true,
+            ..obs("b", 1)
+        };
+        let p = run(&s, &st, &paused);
+        assert_eq!(p.status.phase, Phase::Paused);
+        assert_eq!(p.status.pause_reason, Some(PauseReason::UserPaused));
+        assert_eq!(p.status.current_step_index, Some(0));
+        st = p.status;
+        let p = run(
+            &s,
+            &st,
+            &Observed {
+                request: Some(Request::Abort),
+                ..paused.clone()
+            },
+        );
+        assert_eq!(p.status.phase, Phase::Degraded);
+        assert_eq!(scales(&p), [0]);
+        assert!(p.request_handled);
+    }
+
+    fn with_run(mut st: RolloutStatus, name: &str, phase: AnalysisPhase) -> RolloutStatus {
+        st.analysis_runs.retain(|r| r.name != name);
+        st.analysis_runs.push(AnalysisRunStatus {
+            name: name.into(),
+            phase,
+            started_at: analysis::format_time(t(0)),
+            metrics: vec![MetricStatus {
+                name: "errors".into(),
+                phase,
+                failed: 1,
+                count: 1,
+                ..Default::default()
+            }],
+        });
+        st
+    }
+
+    #[test]
+    fn a_failed_background_analysis_aborts_even_during_a_manual_pause() {
+        let mut s = strategy(vec![weight(20), pause_forever(), weight(50)]);
+        s.analysis = Some(AnalysisRef::default());
+        let p = run(&s, &healthy("a"), &obs("b", 0));
+        assert!(
+            p.status.analysis_runs.iter().any(|r| r.name == BACKGROUND_RUN),
+            "background run started"
+        );
+        let o = Observed {
+            canary_ready: 1,
+            canary_replicas: 1,
+            ..obs("b", 1)
+        };
+        let p = run(&s, &p.status, &o);
+        assert_eq!(p.status.phase, Phase::Paused);
+        // Also with spec.paused set.
+        let st = with_run(p.status, BACKGROUND_RUN, AnalysisPhase::Failed);
+        let p = run(
+            &s,
+            &st,
+            &Observed {
+                spec_paused: true,
+                ..o.clone()
+            },
+        );
+        assert_eq!(p.status.phase, Phase::Degraded);
+        assert_eq!(scales(&p), [0]);
+        assert!(p.status.abort);
+        assert!(
+            p.status
+                .abort_reason
+                .as_deref()
+                .unwrap()
+                .contains("metric errors"),
+            "{:?}",
+            p.status.abort_reason
+        );
+        assert_eq!(reasons(&p), ["RolloutAborted"]);
+        // An errored analysis aborts too.
+        let st = with_run(
+            run(&s, &healthy("a"), &obs("b", 0)).status,
+            BACKGROUND_RUN,
+            AnalysisPhase::Error,
+        );
+        assert_eq!(run(&s, &st, &o).status.phase, Phase::Degraded);
+    }
+
+    #[test]
+    fn step_analysis_gates_the_step() {
+        let s = strategy(vec![weight(20), analysis_step(), weight(50)]);
+        let o = Observed {
+            canary_ready: 1,
+            canary_replicas: 1,
+            ..obs("b", 1)
+        };
+        let st = run(&s, &healthy("a"), &obs("b", 0)).status;
+        let p = run(&s, &st, &o);
+        assert_eq!(p.status.current_step_index, Some(1));
+        assert!(
+            p.status
+                .analysis_runs
+                .iter()
+                .any(|r| r.name == "step-1" && r.phase == AnalysisPhase::Running)
+        );
+        let p2 = run(&s, &p.status, &o);
+        assert_eq!(
+            p2.status.current_step_index,
+            Some(1),
+            "running analysis holds the step"
+        );
+        assert_eq!(p2.requeue, Some(WAIT_FOR_ANALYSIS));
+
+        let ok = run(
+            &s,
+            &with_run(p.status.clone(), "step-1", AnalysisPhase::Successful),
+            &o,
+        );
+        assert_eq!(ok.status.current_step_index, Some(2));
+
+        let inconclusive = run(
+            &s,
+            &with_run(p.status.clone(), "step-1", AnalysisPhase::Inconclusive),
+            &o,
+        );
+        assert_eq!(inconclusive.status.phase, Phase::Paused);
+        assert_eq!(
+            inconclusive.status.pause_reason,
+            Some(PauseReason::InconclusiveAnalysis)
+        );
+        let resumed = run(
+            &s,
+            &with_run(p.status.clone(), "step-1", AnalysisPhase::Inconclusive),
+            &Observed {
+                request: Some(Request::Resume),
+                ..o.clone()
+            },
+        );
+        assert_eq!(resumed.status.current_step_index, Some(2));
+
+        let failed = run(
+            &s,
+            &with_run(p.status.clone(), "step-1", AnalysisPhase::Failed),
+            &o,
+        );
+        assert_eq!(failed.status.phase, Phase::Degraded);
+    }
+
+    #[test]
+    fn an_aborted_revision_stays_aborted_until_retry() {
+        let s = strategy(vec![weight(20), weight(40)]);
+        let st = run(&s, &healthy("a"), &obs("b", 0)).status;
+        let aborted = run(
+            &s,
+            &st,
+            &Observed {
+                request: Some(Request::Abort),
+                ..obs("b", 1)
+            },
+        )
+        .status;
+        let p = run(&s, &aborted, &obs("b", 100));
+        assert_eq!(p.status.phase, Phase::Degraded);
+        assert!(p.actions.is_empty(), "nothing to do: {:?}", p.actions);
+        let p = run(
+            &s,
+            &aborted,
+            &Observed {
+                request: Some(Request::Retry),
+                ..obs("b", 101)
+            },
+        );
+        assert_eq!(p.status.phase, Phase::Progressing);
+        assert_eq!(p.status.current_step_index, Some(0));
+        assert!(!p.status.abort);
+        assert_eq!(reasons(&p), ["RolloutRetried"]);
+        assert_eq!(scales(&p), [1]);
+        // A newer revision starts without retry.
+        let p = run(&s, &aborted, &obs("c", 102));
+        assert_eq!(p.status.canary_revision.as_deref(), Some("c"));
+        assert_eq!(p.status.phase, Phase::Progressing);
+    }
+
+    #[test]
+    fn a_newer_revision_supersedes_the_one_in_flight() {
+        let s = strategy(vec![weight(20), pause_forever()]);
+        let st = run(&s, &healthy("a"), &obs("b", 0)).status;
+        let st = run(
+            &s,
+            &st,
+            &Observed {
+                canary_ready: 1,
+                canary_replicas: 1,
+                ..obs("b", 1)
+            },
+        )
+        .status;
+        assert_eq!(st.current_step_index, Some(1));
+        // The canary Deployment still has 1 pod, but of b: none is ready for c (see `Observed`).
+        let p = run(
+            &s,
+            &st,
+            &Observed {
+                canary_ready: 0,
+                canary_replicas: 1,
+                ..obs("c", 2)
+            },
+        );
+        assert_eq!(reasons(&p), ["RolloutSuperseded", "RolloutStarted"]);
+        assert_eq!(p.status.phase, Phase::Progressing, "waits for c's pods");
+        assert_eq!(p.status.canary_revision.as_deref(), Some("c"));
+        assert_eq!(
+            p.status.current_step_index,
+            Some(0),
+            "restarts from the first step"
+        );
+        assert_eq!(p.status.stable_revision.as_deref(), Some("a"));
+        assert!(p.actions.contains(&Action::ResetAnalysis));
+    }
+
+    #[test]
+    fn back_to_the_stable_template_removes_the_canary() {
+        let s = strategy(vec![weight(20), pause_forever()]);
+        let st = run(&s, &healthy("a"), &obs("b", 0)).status;
+        let p = run(
+            &s,
+            &st,
+            &Observed {
+                canary_ready: 1,
+                canary_replicas: 1,
+                ..obs("a", 5)
+            },
+        );
+        assert_eq!(p.status.phase, Phase::Healthy);
+        assert_eq!(p.status.canary_revision, None);
+        assert_eq!(scales(&p), [0]);
+        assert_eq!(reasons(&p), ["RolloutSuperseded"]);
+    }
+
+    #[test]
+    fn progress_deadline_aborts_a_canary_that_never_gets_ready() {
+        let s = strategy(vec![weight(20)]);
+        let st = run(&s, &healthy("a"), &obs("b", 0)).status;
+        let p = plan(
+            &s,
+            &st,
+            &Observed {
+                canary_replicas: 1,
+                ..obs("b", 30)
+            },
+            Duration::from_secs(60),
+        );
+        assert_eq!(p.status.phase, Phase::Progressing);
+        let p = plan(
+            &s,
+            &st,
+            &Observed {
+                canary_replicas: 1,
+                ..obs("b", 61)
+            },
+            Duration::from_secs(60),
+        );
+        assert_eq!(p.status.phase, Phase::Degraded);
+        assert!(p.status.abort_reason.unwrap().contains("progress deadline"));
+    }
+
+    #[test]
+    fn the_canary_follows_an_autoscaled_stable() {
+        let s = strategy(vec![weight(20), pause_forever()]);
+        let st = run(&s, &healthy("a"), &obs("b", 0)).status;
+        let st = run(
+            &s,
+            &st,
+            &Observed {
+                canary_ready: 1,
+                canary_replicas: 1,
+                ..obs("b", 1)
+            },
+        )
+        .status;
+        // The HPA scales the stable from 4 to 12: the canary goes to 3 (20%).
+        let p = run(
+            &s,
+            &st,
+            &Observed {
+                canary_ready: 1,
+                canary_replicas: 1,
+                stable_replicas: 12,
+                stable_ready: 12,
+                ..obs("b", 2)
+            },
+        );
+        assert_eq!(scales(&p), [3]);
+        assert_eq!(p.status.phase, Phase::Paused);
+    }
+
+    #[test]
+    fn the_deployment_is_re_pinned_when_someone_unpauses_it() {
+        let s = strategy(vec![weight(20)]);
+        let p = run(
+            &s,
+            &healthy("a"),
+            &Observed {
+                stable_paused: false,
+                ..obs("a", 0)
+            },
+        );
+        assert!(p.actions.contains(&Action::PauseStable));
+    }
+
+    #[test]
+    fn requests_parse() {
+        assert_eq!("abort".parse::<Request>().unwrap(), Request::Abort);
+        assert_eq!("undo:3".parse::<Request>().unwrap(), Request::Undo(Some(3)));
+        assert_eq!("undo".parse::<Request>().unwrap(), Request::Undo(None));
+        assert!("undo:0".parse::<Request>().is_err());
+        assert!("explode".parse::<Request>().is_err());
+    }
+}

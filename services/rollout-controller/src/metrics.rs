@@ -1,0 +1,88 @@
+//! The controller's own Prometheus metrics, registered in the runtime's registry (so they carry
+//! `service` and `version` and are served on the admin port's `/metrics`).
+
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family, histogram::Histogram},
+    registry::Unit,
+};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    pub error: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// Promoted, Aborted, Superseded.
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StepLabels {
+    /// setWeight, pause, analysis.
+    pub kind: String,
+}
+
+#[derive(Clone)]
+pub struct ControllerMetrics {
+    pub reconciles: Counter,
+    pub reconcile_errors: Family<ErrorLabels, Counter>,
+    pub reconcile_duration: Histogram,
+    pub rollouts: Family<OutcomeLabels, Counter>,
+    pub step_duration: Family<StepLabels, Histogram>,
+    pub measurements: Counter,
+}
+
+impl ControllerMetrics {
+    pub fn register(metrics: &payplane_runtime::Metrics) -> Self {
+        let this = Self {
+            reconciles: Counter::default(),
+            reconcile_errors: Family::default(),
+            reconcile_duration: Histogram::new([
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+            rollouts: Family::default(),
+            step_duration: Family::new_with_constructor(
+                (|| Histogram::new([1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0]))
+                    as fn() -> Histogram,
+            ),
+            measurements: Counter::default(),
+        };
+        let mut r = metrics.registry();
+        r.register(
+            "rollout_controller_reconciles",
+            "Reconciliations of Rollouts",
+            this.reconciles.clone(),
+        );
+        r.register(
+            "rollout_controller_reconcile_errors",
+            "Failed reconciliations, by error",
+            this.reconcile_errors.clone(),
+        );
+        r.register_with_unit(
+            "rollout_controller_reconcile_duration",
+            "Duration of one reconciliation",
+            Unit::Seconds,
+            this.reconcile_duration.clone(),
+        );
+        r.register(
+            "rollout_controller_rollouts",
+            "Rollouts ended, by outcome",
+            this.rollouts.clone(),
+        );
+        r.register_with_unit(
+            "rollout_controller_step_duration",
+            "Time from a step's start to its completion, by step kind",
+            Unit::Seconds,
+            this.step_duration.clone(),
+        );
+        r.register(
+            "rollout_controller_measurements",
+            "Analysis measurements taken",
+            this.measurements.clone(),
+        );
+        drop(r);
+        this
+    }
+}

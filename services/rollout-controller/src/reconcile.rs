@@ -1,0 +1,812 @@
+//! The reconciler: reads the cluster, takes due measurements, asks [`crate::machine`] what to do,
+//! writes the status (server-side apply, field manager `rollout-controller`, with the
+//! resourceVersion read as a precondition so that a stale view never writes) and then executes
+//! the actions. Only the leader writes.
+
+use std::{
+    collections::BTreeMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use chrono::Utc;
+use futures::StreamExt;
+use k8s_openapi::{
+    api::apps::v1::{ControllerRevision, Deployment},
+    apimachinery::pkg::runtime::RawExtension,
+};
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
+    runtime::{
+        Controller,
+        controller::{Action, Config as ControllerConfig},
+        events::{Event as KubeEvent, EventType as KubeEventType, Recorder, Reporter},
+        finalizer::{Event as FinalizerEvent, finalizer},
+        watcher,
+    },
+};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    analysis::{self, BACKGROUND_RUN},
+    crd::{
+        AnalysisPhase, AnalysisTemplate, AnalysisTemplateSpec, FINALIZER, MetricStatus, REQUEST_ANNOTATION,
+        REVISION_HASH_ANNOTATION, ROLLOUT_LABEL, Rollout, RolloutStatus, TRACK_LABEL,
+    },
+    lease::Leadership,
+    machine::{self, Action as Step, EventType, Observed, Request},
+    metrics::{ControllerMetrics, ErrorLabels, OutcomeLabels, StepLabels},
+    providers::{Providers, Target},
+    validate,
+};
+
+pub const FIELD_MANAGER: &str = "rollout-controller";
+/// Resync of a Rollout with nothing scheduled: catches changes the watches missed.
+const RESYNC: Duration = Duration::from_secs(300);
+const INVALID_RECHECK: Duration = Duration::from_secs(60);
+const NOT_LEADER_RECHECK: Duration = Duration::from_secs(5);
+const DEFAULT_HISTORY: u32 = 10;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("kubernetes: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    #[error("{0}")]
+    Invariant(String),
+}
+
+impl Error {
+    pub fn metric_label(&self) -> String {
+        match self {
+            Error::Kube(kube::Error::Api(s)) => format!("api_{}", s.code),
+            Error::Kube(_) => "kube".into(),
+            Error::Finalizer(_) => "finalizer".into(),
+            Error::Invariant(_) => "invariant".into(),
+        }
+    }
+}
+
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub leadership: Leadership,
+    pub providers: Providers,
+    pub metrics: ControllerMetrics,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        leadership: Leadership,
+        metrics: ControllerMetrics,
+        instance: Option<String>,
+    ) -> Self {
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: FIELD_MANAGER.into(),
+                instance,
+            },
+        );
+        Self {
+            providers: Providers::new(client.clone()),
+            client,
+            recorder,
+            leadership,
+            metrics,
+        }
+    }
+}
+
+/// Runs the controller until `stop`: over all namespaces, or one (`namespace`, tests).
+pub async fn run(ctx: Arc<Context>, namespace: Option<String>, stop: CancellationToken) {
+    let client = ctx.client.clone();
+    let (rollouts, deployments) = match &namespace {
+        Some(ns) => (
+            Api::<Rollout>::namespaced(client.clone(), ns),
+            Api::<Deployment>::namespaced(client.clone(), ns),
+        ),
+        None => (
+            Api::<Rollout>::all(client.clone()),
+            Api::<Deployment>::all(client.clone()),
+        ),
+    };
+    Controller::new(rollouts, watcher::Config::default().any_semantic())
+        // Both the referenced Deployment and the canary carry the `payplane.io/rollout`
+        // annotation (set by this controller): one watch maps either back to its Rollout.
+        .watches(deployments, watcher::Config::default(), |d: Deployment| {
+            d.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get("payplane.io/rollout"))
+                .map(|name| {
+                    kube::runtime::reflector::ObjectRef::new(name).within(&d.namespace().unwrap_or_default())
+                })
+        })
+        .with_config(
+            ControllerConfig::default()
+                .concurrency(8)
+                .debounce(Duration::from_millis(200)),
+        )
+        .graceful_shutdown_on(async move { stop.cancelled().await })
+        .run(reconcile, error_policy, ctx)
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "reconcile failed");
+            }
+        })
+        .await;
+}
+
+fn error_policy(_rollout: Arc<Rollout>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics
+        .reconcile_errors
+        .get_or_create(&ErrorLabels {
+            error: error.metric_label(),
+        })
+        .inc();
+    tracing::warn!(error = %error, "reconcile failed; retrying");
+    // Bounded: conflicts retry quickly, everything else after a while.
+    match error {
+        Error::Kube(kube::Error::Api(s)) if s.code == 409 => Action::requeue(Duration::from_millis(500)),
+        _ => Action::requeue(Duration::from_secs(10)),
+    }
+}
+
+#[tracing::instrument(skip_all, fields(rollout = %rollout.name_any(), namespace = rollout.namespace().unwrap_or_default()))]
+pub async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if !ctx.leadership.is_leader() {
+        return Ok(Action::requeue(NOT_LEADER_RECHECK));
+    }
+    let started = Instant::now();
+    ctx.metrics.reconciles.inc();
+    let ns = rollout.namespace().unwrap_or_default();
+    let api: Api<Rollout> = Api::namespaced(ctx.client.clone(), &ns);
+    let result = finalizer(&api, FINALIZER, rollout, |event| async {
+        match event {
+            FinalizerEvent::Apply(r) => apply(r, &ctx).await,
+            FinalizerEvent::Cleanup(r) => cleanup(r, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    ctx.metrics
+        .reconcile_duration
+        .observe(started.elapsed().as_secs_f64());
+    result
+}
+
+/// Pod-template hash: the first 10 hex digits of the SHA-256 of the template's JSON.
+pub fn template_hash(template: &serde_json::Value) -> String {
+    let digest = Sha256::digest(serde_json::to_vec(template).unwrap_or_default());
+    digest.iter().take(5).map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn canary_name(deployment: &str) -> String {
+    format!("{deployment}-canary")
+}
+
+async fn publish(ctx: &Context, rollout: &Rollout, type_: EventType, reason: &str, note: String) {
+    let event = KubeEvent {
+        type_: match type_ {
+            EventType::Normal => KubeEventType::Normal,
+            EventType::Warning => KubeEventType::Warning,
+        },
+        reason: reason.to_owned(),
+        note: Some(note.chars().take(1000).collect()),
+        action: reason.to_owned(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &rollout.object_ref(&())).await {
+        tracing::warn!(error = %e, reason, "cannot publish event");
+    }
+}
+
+async fn templates(ctx: &Context, ns: &str) -> Result<BTreeMap<String, AnalysisTemplateSpec>, Error> {
+    let list = Api::<AnalysisTemplate>::namespaced(ctx.client.clone(), ns)
+        .list(&ListParams::default())
+        .await?;
+    Ok(list.items.into_iter().map(|t| (t.name_any(), t.spec)).collect())
+}
+
+/// Writes the status: SSA, forced (this controller is the only writer of status), with the
+/// resourceVersion that was read as a precondition.
+async fn write_status(api: &Api<Rollout>, rollout: &Rollout, status: &RolloutStatus) -> Result<(), Error> {
+    let body = json!({
+        "apiVersion": "payplane.io/v1alpha1",
+        "kind": "Rollout",
+        "metadata": { "name": rollout.name_any(), "resourceVersion": rollout.resource_version() },
+        "status": status,
+    });
+    api.patch_status(
+        &rollout.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(body),
+    )
+    .await?;
+    Ok(())
+}
+
+async fn invalid(
+    ctx: &Context,
+    api: &Api<Rollout>,
+    rollout: &Rollout,
+    message: String,
+) -> Result<Action, Error> {
+    let prev = rollout.status.clone().unwrap_or_default();
+    // One event per distinct problem, not one per recheck.
+    if prev.message.as_deref() != Some(message.as_str()) || prev.phase != crate::crd::Phase::InvalidSpec {
+        publish(ctx, rollout, EventType::Warning, "InvalidSpec", message.clone()).await;
+    }
+    let mut status = machine::invalid(&prev, message, Utc::now());
+    status.observed_generation = rollout.metadata.generation;
+    if Some(&status) != rollout.status.as_ref() {
+        write_status(api, rollout, &status).await?;
+    }
+    Ok(Action::requeue(INVALID_RECHECK))
+}
+
+async fn apply(rollout: Arc<Rollout>, ctx: &Context) -> Result<Action, Error> {
+    let ns = rollout.namespace().unwrap_or_default();
+    let api: Api<Rollout> = Api::namespaced(ctx.client.clone(), &ns);
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
+    let spec = &rollout.spec;
+
+    let templates = templates(ctx, &ns).await?;
+    let problems = validate::validate(spec, &templates);
+    if !problems.is_empty() {
+        return invalid(ctx, &api, &rollout, validate::message(&problems)).await;
+    }
+    let Some(deployment) = deployments.get_opt(&spec.deployment_name).await? else {
+        let message = format!(
+            "spec.deploymentName: Deployment `{}` does not exist in namespace {ns}",
+            spec.deployment_name
+        );
+        return invalid(ctx, &api, &rollout, message).await;
+    };
+    // Mark the Deployment so that its changes map back to this Rollout.
+    if deployment.annotations().get("payplane.io/rollout") != Some(&rollout.name_any()) {
+        let body = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": deployment.name_any(),
+            "annotations": {"payplane.io/rollout": rollout.name_any()}}});
+        deployments
+            .patch(
+                &deployment.name_any(),
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(body),
+            )
+            .await?;
+    }
+    let dspec = deployment.spec.clone();
+    let template_json = serde_json::to_value(&dspec.template).map_err(|e| Error::Invariant(e.to_string()))?;
+    let hash = template_hash(&template_json);
+    let prev = rollout.status.clone().unwrap_or_default();
+
+    // The one-shot request, if any.
+    let raw_request = rollout.annotations().get(REQUEST_ANNOTATION).cloned();
+    let request = match raw_request.as_deref().map(str::parse::<Request>) {
+        None => None,
+        Some(Ok(r)) => Some(r),
+        Some(Err(e)) => {
+            publish(ctx, &rollout, EventType::Warning, "InvalidRequest", e).await;
+            clear_request(&api, &rollout, raw_request.as_deref()).await;
+            None
+        }
+    };
+    if let Some(Request::Undo(revision)) = &request {
+        undo(ctx, &rollout, &deployments, &deployment, &prev, &hash, *revision).await?;
+        clear_request(&api, &rollout, raw_request.as_deref()).await;
+        return Ok(Action::requeue(Duration::from_millis(100)));
+    }
+
+    let canary_deployment = deployments.get_opt(&canary_name(&spec.deployment_name)).await?;
+    let mut status = prev.clone();
+    let mut next_due: Option<chrono::DateTime<Utc>> = None;
+    if status.canary_revision.as_deref() == Some(hash.as_str()) && !status.abort {
+        next_due = measure(
+            ctx,
+            &rollout,
+            &templates,
+            &mut status,
+            dspec.selector.match_labels.clone().unwrap_or_default(),
+        )
+        .await;
+    }
+
+    let obs = observe(
+        &deployment,
+        canary_deployment.as_ref(),
+        &hash,
+        request.clone(),
+        spec.paused,
+    );
+    let deadline = spec
+        .progress_deadline_seconds
+        .map(|s| Duration::from_secs(s.into()))
+        .unwrap_or(machine::DEFAULT_PROGRESS_DEADLINE);
+    let plan = machine::plan(&spec.strategy.canary, &status, &obs, deadline);
+    let mut new_status = plan.status;
+    new_status.observed_generation = rollout.metadata.generation;
+
+    // Step durations, for the metric: a step index that moved on.
+    if let (Some(before), Some(after)) = (prev.current_step_index, new_status.current_step_index)
+        && after > before
+        && prev.canary_revision == new_status.canary_revision
+        && let Some(started) = prev.step_started_at.as_deref().and_then(analysis::parse_time)
+    {
+        let kind = spec
+            .strategy
+            .canary
+            .steps
+            .get(before as usize)
+            .map(step_kind)
+            .unwrap_or("unknown");
+        let secs = (obs.now - started).num_milliseconds().max(0) as f64 / 1000.0;
+        ctx.metrics
+            .step_duration
+            .get_or_create(&StepLabels { kind: kind.into() })
+            .observe(secs);
+    }
+
+    if new_status != prev {
+        // Before any side effect: if someone else (a stale view, a former leader) wrote in
+        // between, this fails with 409 and nothing below runs.
+        write_status(&api, &rollout, &new_status).await?;
+    }
+    for action in &plan.actions {
+        execute(
+            ctx,
+            &rollout,
+            &deployments,
+            &deployment,
+            &template_json,
+            &hash,
+            action,
+        )
+        .await?;
+    }
+    if let Some(raw) = &raw_request
+        && request.is_some()
+    {
+        if !plan.request_handled {
+            // A request that does not apply in this state (promote while healthy): say so.
+            let note = format!("`{raw}` does not apply in phase {:?}", new_status.phase);
+            publish(ctx, &rollout, EventType::Warning, "RequestIgnored", note).await;
+        }
+        clear_request(&api, &rollout, Some(raw.as_str())).await;
+    }
+
+    let mut requeue = plan.requeue.unwrap_or(RESYNC);
+    if let Some(due) = next_due {
+        let until = (due - Utc::now()).to_std().unwrap_or(Duration::from_millis(100));
+        requeue = requeue.min(until.max(Duration::from_millis(100)));
+    }
+    Ok(Action::requeue(requeue))
+}
+
+fn step_kind(step: &crate::crd::CanaryStep) -> &'static str {
+    if step.set_weight.is_some() {
+        "setWeight"
+    } else if step.pause.is_some() {
+        "pause"
+    } else {
+        "analysis"
+    }
+}
+
+/// Removes the request annotation (a merge patch; a request written in the same instant may be
+/// lost, and the CLI re-reads the status to see whether it took effect).
+async fn clear_request(api: &Api<Rollout>, rollout: &Rollout, value: Option<&str>) {
+    if value.is_none() {
+        return;
+    }
+    let patch = json!({"metadata": {"annotations": {REQUEST_ANNOTATION: null}}});
+    if let Err(e) = api
+        .patch(&rollout.name_any(), &PatchParams::default(), &Patch::Merge(patch))
+        .await
+    {
+        tracing::warn!(error = %e, "request annotation not removed");
+    }
+}
+
+fn observe(
+    deployment: &Deployment,
+    canary: Option<&Deployment>,
+    hash: &str,
+    request: Option<Request>,
+    spec_paused: bool,
+) -> Observed {
+    let spec = deployment.spec.clone();
+    let st = deployment.status.clone().unwrap_or_default();
+    let replicas = spec.replicas.unwrap_or(1);
+    let generation_seen = st.observed_generation.unwrap_or(0) >= deployment.metadata.generation.unwrap_or(0);
+    let stable_rolled_out = generation_seen
+        && st.updated_replicas.unwrap_or(0) == replicas
+        && st.replicas.unwrap_or(0) == replicas
+        && st.available_replicas.unwrap_or(0) == replicas;
+    let (canary_ready, canary_replicas) = match canary {
+        Some(c) => {
+            let cs = c.status.clone().unwrap_or_default();
+            let same = c.annotations().get(REVISION_HASH_ANNOTATION).map(String::as_str) == Some(hash);
+            let seen = cs.observed_generation.unwrap_or(0) >= c.metadata.generation.unwrap_or(0);
+            let ready = if same && seen {
+                cs.updated_replicas
+                    .unwrap_or(0)
+                    .min(cs.available_replicas.unwrap_or(0))
+            } else {
+                0
+            };
+            (ready, c.spec.replicas.unwrap_or(0))
+        }
+        None => (0, 0),
+    };
+    Observed {
+        now: Utc::now(),
+        template_hash: hash.to_owned(),
+        stable_replicas: replicas,
+        stable_ready: st.available_replicas.unwrap_or(0),
+        stable_paused: spec.paused.unwrap_or(false),
+        stable_rolled_out,
+        canary_ready,
+        canary_replicas,
+        request,
+        spec_paused,
+    }
+}
+
+/// Takes the measurements that are due in the running analysis runs; returns when the next one is
+/// due.
+async fn measure(
+    ctx: &Context,
+    rollout: &Rollout,
+    templates: &BTreeMap<String, AnalysisTemplateSpec>,
+    status: &mut RolloutStatus,
+    selector: BTreeMap<String, String>,
+) -> Option<chrono::DateTime<Utc>> {
+    let canary = &rollout.spec.strategy.canary;
+    let now = Utc::now();
+    let mut next: Option<chrono::DateTime<Utc>> = None;
+    let uid = rollout.uid().unwrap_or_default();
+    let ns = rollout.namespace().unwrap_or_default();
+    let name = rollout.name_any();
+    let canary_revision = status.canary_revision.clone().unwrap_or_default();
+    let stable_revision = status.stable_revision.clone().unwrap_or_default();
+    for run in status
+        .analysis_runs
+        .iter_mut()
+        .filter(|r| r.phase == AnalysisPhase::Running)
+    {
+        let background = run.name == BACKGROUND_RUN;
+        let aref = if background {
+            canary.analysis.as_ref()
+        } else {
+            run.name
+                .strip_prefix("step-")
+                .and_then(|i| i.parse::<usize>().ok())
+                .and_then(|i| canary.steps.get(i))
+                .and_then(|s| s.analysis.as_ref())
+        };
+        let Some(aref) = aref else { continue };
+        let metrics = analysis::resolve(aref, templates);
+        let started = analysis::parse_time(&run.started_at).unwrap_or(now);
+        let due: Vec<_> = metrics
+            .iter()
+            .filter(|m| {
+                analysis::next_due(
+                    m,
+                    run.metrics.iter().find(|s| s.name == m.name),
+                    started,
+                    background,
+                )
+                .is_some_and(|d| d <= now)
+            })
+            .collect();
+        let targets: Vec<Target<'_>> = due
+            .iter()
+            .map(|m| Target {
+                namespace: &ns,
+                rollout: &name,
+                baseline_key: format!("{uid}/{canary_revision}/{}/{}", run.name, m.name),
+                selector: &selector,
+                canary_revision: &canary_revision,
+                stable_revision: &stable_revision,
+            })
+            .collect();
+        let results =
+            futures::future::join_all(due.iter().zip(&targets).map(|(m, t)| ctx.providers.measure(m, t)))
+                .await;
+        for (metric, measurement) in due.iter().zip(results) {
+            ctx.metrics.measurements.inc();
+            tracing::info!(run = %run.name, metric = %metric.name, phase = ?measurement.phase, value = %measurement.value, "measured");
+            let idx = match run.metrics.iter().position(|s| s.name == metric.name) {
+                Some(i) => i,
+                None => {
+                    run.metrics.push(MetricStatus {
+                        name: metric.name.clone(),
+                        ..Default::default()
+                    });
+                    run.metrics.len() - 1
+                }
+            };
+            analysis::record(&mut run.metrics[idx], measurement, analysis::is_guard(metric));
+        }
+        analysis::reassess(run, &metrics);
+        for m in &metrics {
+            if let Some(d) = analysis::next_due(
+                m,
+                run.metrics.iter().find(|s| s.name == m.name),
+                started,
+                background,
+            ) {
+                next = Some(next.map_or(d, |n| n.min(d)));
+            }
+        }
+    }
+    next
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn execute(
+    ctx: &Context,
+    rollout: &Rollout,
+    deployments: &Api<Deployment>,
+    deployment: &Deployment,
+    template: &serde_json::Value,
+    hash: &str,
+    action: &Step,
+) -> Result<(), Error> {
+    let name = deployment.name_any();
+    match action {
+        Step::SaveRevision => save_revision(ctx, rollout, template, hash).await?,
+        Step::PauseStable | Step::UnpauseStable => {
+            let paused = matches!(action, Step::PauseStable);
+            let body = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name}, "spec": {"paused": paused}});
+            deployments
+                .patch(
+                    &name,
+                    &PatchParams::apply(FIELD_MANAGER).force(),
+                    &Patch::Apply(body),
+                )
+                .await?;
+        }
+        Step::ScaleCanary(replicas) => {
+            let canary = canary_name(&name);
+            if *replicas == 0 && deployments.get_opt(&canary).await?.is_none() {
+                return Ok(());
+            }
+            let body = canary_deployment(rollout, deployment, template, hash, *replicas)?;
+            deployments
+                .patch(
+                    &canary,
+                    &PatchParams::apply(FIELD_MANAGER).force(),
+                    &Patch::Apply(body),
+                )
+                .await?;
+        }
+        Step::ResetAnalysis => ctx.providers.reset(&rollout.uid().unwrap_or_default()),
+        Step::Event { type_, reason, note } => publish(ctx, rollout, *type_, reason, note.clone()).await,
+        Step::Outcome(outcome) => {
+            ctx.metrics
+                .rollouts
+                .get_or_create(&OutcomeLabels {
+                    outcome: (*outcome).into(),
+                })
+                .inc();
+        }
+    }
+    Ok(())
+}
+
+/// The canary Deployment: the new template, labelled `payplane.io/track: canary`, selected by the
+/// referenced Deployment's selector plus that label, owned by the Rollout.
+pub fn canary_deployment(
+    rollout: &Rollout,
+    stable: &Deployment,
+    template: &serde_json::Value,
+    hash: &str,
+    replicas: i32,
+) -> Result<serde_json::Value, Error> {
+    let spec = stable.spec.clone();
+    let mut selector = spec.selector.match_labels.clone().unwrap_or_default();
+    selector.insert(TRACK_LABEL.into(), "canary".into());
+    let mut template = template.clone();
+    template["metadata"]["labels"][TRACK_LABEL] = json!("canary");
+    let mut labels = stable.labels().clone();
+    labels.insert(TRACK_LABEL.into(), "canary".into());
+    let owner = rollout
+        .controller_owner_ref(&())
+        .ok_or_else(|| Error::Invariant("rollout without uid".into()))?;
+    let mut selector_json = json!({"matchLabels": selector});
+    if let Some(expressions) = &spec.selector.match_expressions {
+        selector_json["matchExpressions"] =
+            serde_json::to_value(expressions).map_err(|e| Error::Invariant(e.to_string()))?;
+    }
+    let mut body = json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": canary_name(&stable.name_any()),
+            "labels": labels,
+            "annotations": {REVISION_HASH_ANNOTATION: hash, "payplane.io/rollout": rollout.name_any()},
+            "ownerReferences": [owner],
+        },
+        "spec": {
+            "replicas": replicas,
+            "selector": selector_json,
+            "template": template,
+        },
+    });
+    if let Some(s) = &spec.min_ready_seconds {
+        body["spec"]["minReadySeconds"] = json!(s);
+    }
+    if let Some(strategy) = &spec.strategy {
+        body["spec"]["strategy"] =
+            serde_json::to_value(strategy).map_err(|e| Error::Invariant(e.to_string()))?;
+    }
+    Ok(body)
+}
+
+fn revision_name(rollout: &str, hash: &str) -> String {
+    format!("{rollout}-{hash}")
+}
+
+async fn revisions(ctx: &Context, rollout: &Rollout) -> Result<Vec<ControllerRevision>, Error> {
+    let api: Api<ControllerRevision> =
+        Api::namespaced(ctx.client.clone(), &rollout.namespace().unwrap_or_default());
+    let mut list = api
+        .list(&ListParams::default().labels(&format!("{ROLLOUT_LABEL}={}", rollout.name_any())))
+        .await?
+        .items;
+    list.sort_by_key(|r| r.revision);
+    Ok(list)
+}
+
+/// Saves the template as a ControllerRevision (numbered after the newest) unless that hash is
+/// already the newest, and prunes beyond `revisionHistoryLimit`.
+async fn save_revision(
+    ctx: &Context,
+    rollout: &Rollout,
+    template: &serde_json::Value,
+    hash: &str,
+) -> Result<(), Error> {
+    let ns = rollout.namespace().unwrap_or_default();
+    let api: Api<ControllerRevision> = Api::namespaced(ctx.client.clone(), &ns);
+    let existing = revisions(ctx, rollout).await?;
+    let newest = existing.last().and_then(|r| r.revision).unwrap_or(0);
+    let name = revision_name(&rollout.name_any(), hash);
+    if existing.last().map(|r| r.name_any()) == Some(name.clone()) {
+        return Ok(());
+    }
+    // A template seen before (undo) is saved again under a new number: numbers are release order.
+    if existing.iter().any(|r| r.name_any() == name) {
+        api.delete(&name, &DeleteParams::default()).await?;
+    }
+    let revision = ControllerRevision {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name),
+            labels: Some(BTreeMap::from([(ROLLOUT_LABEL.to_owned(), rollout.name_any())])),
+            annotations: Some(BTreeMap::from([(
+                REVISION_HASH_ANNOTATION.to_owned(),
+                hash.to_owned(),
+            )])),
+            owner_references: rollout.controller_owner_ref(&()).map(|o| vec![o]),
+            ..Default::default()
+        },
+        data: RawExtension(template.clone()),
+        revision: Some(newest + 1),
+    };
+    match api.create(&PostParams::default(), &revision).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 409 => {}
+        Err(e) => return Err(e.into()),
+    }
+    let limit = rollout.spec.revision_history_limit.unwrap_or(DEFAULT_HISTORY) as usize;
+    let all = revisions(ctx, rollout).await?;
+    for old in all.iter().take(all.len().saturating_sub(limit.max(2))) {
+        let _ = api.delete(&old.name_any(), &DeleteParams::default()).await;
+    }
+    Ok(())
+}
+
+/// `undo`: writes a previous revision's template into the referenced Deployment; the next
+/// reconcile releases it like any new template (or, when it is the stable's, drops the canary).
+async fn undo(
+    ctx: &Context,
+    rollout: &Rollout,
+    deployments: &Api<Deployment>,
+    deployment: &Deployment,
+    status: &RolloutStatus,
+    current_hash: &str,
+    revision: Option<i64>,
+) -> Result<(), Error> {
+    let all = revisions(ctx, rollout).await?;
+    let hash_of = |r: &ControllerRevision| {
+        r.annotations()
+            .get(REVISION_HASH_ANNOTATION)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let target = match revision {
+        Some(n) => all.iter().find(|r| r.revision == Some(n)),
+        None if status.stable_revision.as_deref() != Some(current_hash) => {
+            // A canary in flight: undo goes back to the stable.
+            all.iter()
+                .rev()
+                .find(|r| Some(hash_of(r)) == status.stable_revision)
+        }
+        // Healthy: the newest revision before the stable one.
+        None => all
+            .iter()
+            .rev()
+            .find(|r| Some(hash_of(r)) != status.stable_revision),
+    };
+    let Some(target) = target else {
+        let note = format!(
+            "no revision to undo to ({revision:?}); kept: {:?}",
+            all.iter().filter_map(|r| r.revision).collect::<Vec<_>>()
+        );
+        publish(ctx, rollout, EventType::Warning, "UndoFailed", note).await;
+        return Ok(());
+    };
+    let mut template = target.data.0.clone();
+    // The whole template, exactly: an apply would merge with fields other managers own (a newer
+    // container's extra env), a strategic `$patch: replace` does not.
+    template["$patch"] = json!("replace");
+    let body = json!({"spec": {"template": template}});
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    deployments
+        .patch(&deployment.name_any(), &params, &Patch::Strategic(body))
+        .await?;
+    publish(
+        ctx,
+        rollout,
+        EventType::Normal,
+        "Undo",
+        format!(
+            "template set to revision {} ({})",
+            target.revision.unwrap_or(0),
+            hash_of(target)
+        ),
+    )
+    .await;
+    Ok(())
+}
+
+/// The Rollout is being deleted: hand the Deployment back (unpaused, so the chart rolls it
+/// normally again) and remove the canary.
+async fn cleanup(rollout: Arc<Rollout>, ctx: &Context) -> Result<Action, Error> {
+    let ns = rollout.namespace().unwrap_or_default();
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
+    let name = &rollout.spec.deployment_name;
+    if !name.is_empty() && deployments.get_opt(name).await?.is_some() {
+        let body = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name}, "spec": {"paused": false}});
+        deployments
+            .patch(
+                name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(body),
+            )
+            .await?;
+    }
+    if deployments.get_opt(&canary_name(name)).await?.is_some() {
+        deployments
+            .delete(&canary_name(name), &DeleteParams::default())
+            .await?;
+    }
+    publish(
+        ctx,
+        &rollout,
+        EventType::Normal,
+        "Released",
+        format!("Deployment {name} handed back unpaused; canary removed"),
+    )
+    .await;
+    Ok(Action::await_change())
+}

@@ -1,0 +1,856 @@
+//! Integration tests against the REAL apiserver of the local cluster (`ci/cluster up`): the
+//! controller runs in this process, watching one temporary namespace per test; the Deployments
+//! run busybox pods on the real node. Unreachable cluster = failed test with instructions.
+//!
+//! `eval "$(ci/cluster env)" && cargo test -p payplane-rollout-controller --test cluster`
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use k8s_openapi::{
+    api::{
+        apps::v1::Deployment,
+        coordination::v1::Lease,
+        core::v1::{Namespace, Pod},
+        events::v1::Event,
+    },
+    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+};
+use kube::{
+    Api, Client, CustomResourceExt, ResourceExt,
+    api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
+};
+use payplane_rollout_controller::{
+    app,
+    crd::{
+        AnalysisRef, AnalysisTemplateSpec, CanaryStep, Metric, PauseStep, Phase, PrometheusProvider,
+        Provider, Rollout, RolloutSpec, RolloutStatus, TemplateRef,
+    },
+    lease::LeaseConfig,
+    metrics::ControllerMetrics,
+    reconcile::{canary_name, template_hash},
+};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+/// Evaluates the (async) condition every 200 ms until true, or panics naming what it waited for.
+macro_rules! wait {
+    ($what:expr, $timeout:expr, $check:expr) => {{
+        let timeout: Duration = $timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if $check {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out after {timeout:?} waiting for: {}",
+                $what
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }};
+}
+
+const IMAGE: &str = "localhost/payplane/busybox:1.0";
+const MANAGER: &str = "rollout-controller-tests";
+
+async fn cluster() -> Client {
+    let hint = "the local cluster is not reachable: run `ci/cluster up && eval \"$(ci/cluster env)\"` \
+                (KUBECONFIG must point at it), then re-run these tests";
+    let client = match Client::try_default().await {
+        Ok(c) => c,
+        Err(e) => panic!("{hint} ({e})"),
+    };
+    if let Err(e) = client.apiserver_version().await {
+        panic!("{hint} ({e})");
+    }
+    install_crds(&client).await;
+    client
+}
+
+async fn install_crds(client: &Client) {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in [
+        Rollout::crd(),
+        payplane_rollout_controller::crd::AnalysisTemplate::crd(),
+    ] {
+        let name = crd.name_any();
+        api.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&crd))
+            .await
+            .expect("install CRD");
+        wait!(
+            format!("CRD {name} established"),
+            Duration::from_secs(30),
+            api.get(&name)
+                .await
+                .ok()
+                .and_then(|c| c.status)
+                .and_then(|s| s.conditions)
+                .is_some_and(|cs| { cs.iter().any(|c| c.type_ == "Established" && c.status == "True") })
+        );
+    }
+}
+
+struct TestNs {
+    client: Client,
+    name: String,
+}
+
+impl TestNs {
+    async fn new(client: &Client, prefix: &str) -> Self {
+        let name = format!("rc-{prefix}-{}", std::process::id() as u64 * 1000 + rand_suffix());
+        let ns = serde_json::from_value::<Namespace>(json!({
+            "metadata": {"name": name, "labels": {"payplane.io/test": "rollout-controller"}}
+        }))
+        .unwrap();
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .expect("create namespace");
+        Self {
+            client: client.clone(),
+            name,
+        }
+    }
+
+    fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    {
+        Api::namespaced(self.client.clone(), &self.name)
+    }
+
+    async fn delete(self) {
+        // Rollouts first: their finalizer needs the controller, which the caller stops after.
+        let _ = Api::<Namespace>::all(self.client.clone())
+            .delete(&self.name, &DeleteParams::background())
+            .await;
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    (SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
+        % 1000) as u64
+}
+
+/// A controller instance in this process, watching the test namespace.
+struct Controller {
+    stop: CancellationToken,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl Controller {
+    fn start(client: &Client, ns: &str, lease: Option<LeaseConfig>) -> Self {
+        let stop = CancellationToken::new();
+        let metrics =
+            ControllerMetrics::register(&payplane_runtime::Metrics::new("rollout-controller", "test"));
+        let settings = app::Settings {
+            namespace: Some(ns.to_owned()),
+            instance: lease.as_ref().map(|l| l.identity.clone()),
+            lease,
+        };
+        let handle = tokio::spawn(app::run(client.clone(), settings, metrics, stop.clone()));
+        Self { stop, handle }
+    }
+
+    /// Graceful stop: releases the Lease.
+    async fn stop(self) {
+        self.stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.handle).await;
+    }
+
+    /// A crash: the task dies without releasing anything.
+    fn kill(self) {
+        self.handle.abort();
+    }
+}
+
+fn deployment(name: &str, version: &str, replicas: i32) -> Deployment {
+    serde_json::from_value(json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "labels": {"app": name}},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "terminationGracePeriodSeconds": 1,
+                    "containers": [{
+                        "name": "app",
+                        "image": IMAGE,
+                        "imagePullPolicy": "Never",
+                        "command": ["sleep", "3600"],
+                        "env": [{"name": "VERSION", "value": version}],
+                    }],
+                },
+            },
+        },
+    }))
+    .unwrap()
+}
+
+async fn create_deployment(ns: &TestNs, name: &str, version: &str, replicas: i32) {
+    ns.api::<Deployment>()
+        .create(&PostParams::default(), &deployment(name, version, replicas))
+        .await
+        .expect("create Deployment");
+}
+
+/// What a chart upgrade does: a new template (client-side, as `kubectl set env` would).
+async fn set_version(ns: &TestNs, name: &str, version: &str) {
+    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "env": [{"name": "VERSION", "value": version}]}]}}}});
+    ns.api::<Deployment>()
+        .patch(name, &PatchParams::default(), &Patch::Strategic(patch))
+        .await
+        .expect("update template");
+}
+
+async fn current_hash(ns: &TestNs, name: &str) -> String {
+    let d = ns.api::<Deployment>().get(name).await.unwrap();
+    template_hash(&serde_json::to_value(&d.spec.template).unwrap())
+}
+
+fn weight(w: i32) -> CanaryStep {
+    CanaryStep {
+        set_weight: Some(w),
+        ..Default::default()
+    }
+}
+fn pause(duration: Option<&str>) -> CanaryStep {
+    CanaryStep {
+        pause: Some(PauseStep {
+            duration: duration.map(Into::into),
+        }),
+        ..Default::default()
+    }
+}
+
+async fn create_rollout(
+    ns: &TestNs,
+    name: &str,
+    deployment: &str,
+    steps: Vec<CanaryStep>,
+    analysis: Option<AnalysisRef>,
+) {
+    let mut spec = RolloutSpec {
+        deployment_name: deployment.into(),
+        ..Default::default()
+    };
+    spec.strategy.canary.steps = steps;
+    spec.strategy.canary.analysis = analysis;
+    let rollout = Rollout::new(name, spec);
+    ns.api::<Rollout>()
+        .create(&PostParams::default(), &rollout)
+        .await
+        .expect("create Rollout");
+}
+
+async fn status(ns: &TestNs, name: &str) -> RolloutStatus {
+    ns.api::<Rollout>()
+        .get(name)
+        .await
+        .ok()
+        .and_then(|r| r.status)
+        .unwrap_or_default()
+}
+
+async fn wait_status(
+    ns: &TestNs,
+    name: &str,
+    what: &str,
+    timeout: Duration,
+    check: impl Fn(&RolloutStatus) -> bool,
+) -> RolloutStatus {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let st = status(ns, name).await;
+        if check(&st) {
+            return st;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}; status: {}",
+            serde_json::to_string_pretty(&st).unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn request(ns: &TestNs, rollout: &str, verb: &str) {
+    let patch = json!({"metadata": {"annotations": {"payplane.io/request": verb}}});
+    ns.api::<Rollout>()
+        .patch(rollout, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .expect("annotate");
+}
+
+/// Versions (the VERSION env) of the ready pods of a Deployment's track.
+async fn pod_versions(ns: &TestNs, app: &str, canary: bool) -> Vec<String> {
+    let pods = ns
+        .api::<Pod>()
+        .list(&ListParams::default().labels(&format!("app={app}")))
+        .await
+        .unwrap();
+    let mut out: Vec<String> = pods
+        .items
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter(|p| p.labels().get("payplane.io/track").is_some() == canary)
+        .filter_map(|p| {
+            let c = &p.spec.as_ref()?.containers[0];
+            c.env
+                .as_ref()?
+                .iter()
+                .find(|e| e.name == "VERSION")?
+                .value
+                .clone()
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Events of the namespace: (reason, note, how many times it happened).
+async fn events(ns: &TestNs) -> Vec<(String, String, i32)> {
+    let list = ns.api::<Event>().list(&ListParams::default()).await.unwrap();
+    list.items
+        .into_iter()
+        .filter(|e| e.reporting_controller.as_deref() == Some("rollout-controller"))
+        .map(|e| {
+            (
+                e.reason.unwrap_or_default(),
+                e.note.unwrap_or_default(),
+                e.series.map(|s| s.count).unwrap_or(1),
+            )
+        })
+        .collect()
+}
+
+async fn has_event(ns: &TestNs, reason: &str, note_part: &str) -> bool {
+    events(ns)
+        .await
+        .iter()
+        .any(|(r, n, _)| r == reason && n.contains(note_part))
+}
+
+const POD_TIMEOUT: Duration = Duration::from_secs(90);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_template_becomes_a_canary_that_pauses_and_is_promoted() {
+    let client = cluster().await;
+    let ns = TestNs::new(&client, "promote").await;
+    let controller = Controller::start(&client, &ns.name, None);
+    create_deployment(&ns, "web", "v1", 2).await;
+    create_rollout(
+        &ns,
+        "web",
+        "web",
+        vec![weight(33), pause(None), weight(50), pause(Some("2s"))],
+        None,
+    )
+    .await;
+
+    let v1 = current_hash(&ns, "web").await;
+    let st = wait_status(&ns, "web", "Healthy on v1", POD_TIMEOUT, |s| {
+        s.phase == Phase::Healthy && s.stable_revision.is_some()
+    })
+    .await;
+    assert_eq!(st.stable_revision.as_deref(), Some(v1.as_str()));
+    let d = ns.api::<Deployment>().get("web").await.unwrap();
+    assert_eq!(d.spec.paused, Some(true), "the Deployment is pinned");
+
+    set_version(&ns, "web", "v2").await;
+    let v2 = current_hash(&ns, "web").await;
+    let st = wait_status(
+        &ns,
+        "web",
+        "paused at the indefinite pause (step 1)",
+        POD_TIMEOUT,
+        |s| s.phase == Phase::Paused && s.current_step_index == Some(1),
+    )
+    .await;
+    assert_eq!(st.canary_revision.as_deref(), Some(v2.as_str()));
+    assert_eq!(st.desired_weight, 33);
+    assert_eq!(st.weight, 33, "1 canary pod next to 2 stable pods");
+    assert_eq!(pod_versions(&ns, "web", true).await, ["v2"]);
+    assert_eq!(
+        pod_versions(&ns, "web", false).await,
+        ["v1", "v1"],
+        "the stable keeps the old template"
+    );
+    let canary = ns.api::<Deployment>().get(&canary_name("web")).await.unwrap();
+    assert_eq!(
+        canary.labels().get("payplane.io/track").map(String::as_str),
+        Some("canary")
+    );
+    assert!(
+        canary
+            .owner_references()
+            .iter()
+            .any(|o| o.kind == "Rollout" && o.name == "web")
+    );
+
+    // Still paused a while later: nothing advances by itself.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(status(&ns, "web").await.current_step_index, Some(1));
+
+    request(&ns, "web", "promote").await;
+    let st = wait_status(&ns, "web", "promoted to v2", Duration::from_secs(120), |s| {
+        s.phase == Phase::Healthy && s.stable_revision.as_deref() == Some(v2.as_str())
+    })
+    .await;
+    assert_eq!(st.canary_revision, None);
+    wait!(
+        "canary scaled to 0 and stable pods on v2",
+        POD_TIMEOUT,
+        pod_versions(&ns, "web", true).await.is_empty()
+            && pod_versions(&ns, "web", false).await == ["v2", "v2"]
+    );
+    let annotations = ns
+        .api::<Rollout>()
+        .get("web")
+        .await
+        .unwrap()
+        .annotations()
+        .clone();
+    assert!(
+        !annotations.contains_key("payplane.io/request"),
+        "the request was consumed"
+    );
+    for (reason, note) in [
+        ("RolloutStarted", v2.as_str()),
+        ("StepCompleted", "step 3 (pause 2s)"),
+        ("RolloutCompleted", v2.as_str()),
+    ] {
+        assert!(
+            has_event(&ns, reason, note).await,
+            "event {reason} {note}: {:?}",
+            events(&ns).await
+        );
+    }
+    controller.stop().await;
+    ns.delete().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_retry_undo_and_supersede() {
+    let client = cluster().await;
+    let ns = TestNs::new(&client, "abort").await;
+    let controller = Controller::start(&client, &ns.name, None);
+    create_deployment(&ns, "api", "v1", 2).await;
+    create_rollout(&ns, "api", "api", vec![weight(33), pause(None), weight(50)], None).await;
+    let v1 = current_hash(&ns, "api").await;
+    wait_status(&ns, "api", "Healthy", POD_TIMEOUT, |s| {
+        s.phase == Phase::Healthy && s.stable_revision.is_some()
+    })
+    .await;
+
+    set_version(&ns, "api", "v2").await;
+    let v2 = current_hash(&ns, "api").await;
+    wait_status(&ns, "api", "paused on v2", POD_TIMEOUT, |s| {
+        s.phase == Phase::Paused && s.current_step_index == Some(1)
+    })
+    .await;
+
+    // Abort: canary to 0, stable untouched, and it stays aborted.
+    request(&ns, "api", "abort").await;
+    let st = wait_status(&ns, "api", "Degraded", Duration::from_secs(30), |s| {
+        s.phase == Phase::Degraded
+    })
+    .await;
+    assert!(st.abort);
+    assert_eq!(st.aborted_revision.as_deref(), Some(v2.as_str()));
+    assert_eq!(st.stable_revision.as_deref(), Some(v1.as_str()));
+    wait!(
+        "canary pods gone after abort",
+        POD_TIMEOUT,
+        pod_versions(&ns, "api", true).await.is_empty()
+    );
+    assert_eq!(pod_versions(&ns, "api", false).await, ["v1", "v1"]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        status(&ns, "api").await.phase,
+        Phase::Degraded,
+        "an aborted revision is not retried by itself"
+    );
+
+    // Retry: the same revision again from step 0.
+    request(&ns, "api", "retry").await;
+    wait_status(&ns, "api", "paused again after retry", POD_TIMEOUT, |s| {
+        s.phase == Phase::Paused && s.current_step_index == Some(1) && !s.abort
+    })
+    .await;
+
+    // Supersede: v3 arrives while v2 is paused.
+    set_version(&ns, "api", "v3").await;
+    let v3 = current_hash(&ns, "api").await;
+    wait_status(&ns, "api", "v3 replaced v2", POD_TIMEOUT, |s| {
+        s.canary_revision.as_deref() == Some(v3.as_str())
+            && s.phase == Phase::Paused
+            && s.current_step_index == Some(1)
+    })
+    .await;
+    assert!(
+        has_event(
+            &ns,
+            "RolloutSuperseded",
+            &format!("canary {v2} superseded by {v3}")
+        )
+        .await,
+        "{:?}",
+        events(&ns).await
+    );
+    wait!(
+        "canary pod runs v3",
+        POD_TIMEOUT,
+        pod_versions(&ns, "api", true).await == ["v3"]
+    );
+
+    // Undo during a canary: back to the stable template, canary removed.
+    request(&ns, "api", "undo").await;
+    let st = wait_status(
+        &ns,
+        "api",
+        "Healthy on v1 after undo",
+        Duration::from_secs(60),
+        |s| s.phase == Phase::Healthy && s.canary_revision.is_none(),
+    )
+    .await;
+    assert_eq!(st.stable_revision.as_deref(), Some(v1.as_str()));
+    assert_eq!(
+        current_hash(&ns, "api").await,
+        v1,
+        "the Deployment's template is v1 again"
+    );
+    wait!(
+        "no canary pods after undo",
+        POD_TIMEOUT,
+        pod_versions(&ns, "api", true).await.is_empty()
+    );
+
+    // Undo when healthy goes to the previous revision, released as a canary like any other.
+    request(&ns, "api", "undo").await;
+    let st = wait_status(
+        &ns,
+        "api",
+        "undo to the previous revision (v3) is released as a canary",
+        POD_TIMEOUT,
+        |s| s.canary_revision.as_deref() == Some(v3.as_str()),
+    )
+    .await;
+    assert_eq!(st.stable_revision.as_deref(), Some(v1.as_str()));
+    controller.stop().await;
+    ns.delete().await;
+}
+
+fn inline_prometheus(address: Option<String>, min: f64) -> AnalysisRef {
+    AnalysisRef {
+        inline: Some(AnalysisTemplateSpec {
+            metrics: vec![Metric {
+                name: "success-rate".into(),
+                interval: Some("1s".into()),
+                provider: Provider {
+                    prometheus: Some(PrometheusProvider {
+                        address,
+                        query: "payment_success_rate".into(),
+                        min: Some(min),
+                        max: None,
+                    }),
+                    ..Default::default()
+                },
+                ..Default::default()
+            }],
+        }),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_specs_get_a_condition_naming_the_field_and_an_event() {
+    let client = cluster().await;
+    let ns = TestNs::new(&client, "invalid").await;
+    let controller = Controller::start(&client, &ns.name, None);
+    create_deployment(&ns, "svc", "v1", 1).await;
+    let unknown_template = CanaryStep {
+        analysis: Some(AnalysisRef {
+            templates: vec![TemplateRef {
+                template_name: "missing".into(),
+            }],
+            inline: None,
+        }),
+        ..Default::default()
+    };
+    let cases: Vec<(&str, &str, Vec<CanaryStep>, Option<AnalysisRef>, &str)> = vec![
+        (
+            "weights",
+            "svc",
+            vec![weight(50), weight(20)],
+            None,
+            "spec.strategy.canary.steps[1].setWeight: 20 is not above the weight 50",
+        ),
+        (
+            "range",
+            "svc",
+            vec![weight(120)],
+            None,
+            "spec.strategy.canary.steps[0].setWeight: 120 is out of range",
+        ),
+        (
+            "nodeploy",
+            "absent",
+            vec![weight(10)],
+            None,
+            "spec.deploymentName: Deployment `absent` does not exist",
+        ),
+        (
+            "template",
+            "svc",
+            vec![unknown_template],
+            None,
+            "steps[0].analysis.templates[0].templateName: AnalysisTemplate `missing` does not exist",
+        ),
+        (
+            "promql",
+            "svc",
+            vec![weight(10)],
+            Some(inline_prometheus(None, 0.9)),
+            "provider.prometheus.address: is required",
+        ),
+    ];
+    for (name, deployment, steps, analysis, _) in &cases {
+        create_rollout(&ns, name, deployment, steps.clone(), analysis.clone()).await;
+    }
+    for (name, _, _, _, expected) in &cases {
+        let st = wait_status(
+            &ns,
+            name,
+            &format!("InvalidSpec on {name}"),
+            Duration::from_secs(30),
+            |s| s.phase == Phase::InvalidSpec,
+        )
+        .await;
+        let condition = st
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "InvalidSpec")
+            .expect("InvalidSpec condition");
+        assert_eq!(condition.status, "True");
+        assert!(
+            condition.message.contains(expected),
+            "{name}: {}",
+            condition.message
+        );
+        wait!(
+            format!("InvalidSpec event for {name}"),
+            Duration::from_secs(10),
+            has_event(&ns, "InvalidSpec", expected).await
+        );
+    }
+    // No hot loop: the generation was observed once and nothing else changes meanwhile.
+    let before = ns
+        .api::<Rollout>()
+        .get("weights")
+        .await
+        .unwrap()
+        .resource_version();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        ns.api::<Rollout>()
+            .get("weights")
+            .await
+            .unwrap()
+            .resource_version(),
+        before,
+        "no status churn"
+    );
+    let d = ns.api::<Deployment>().get("svc").await.unwrap();
+    assert_ne!(
+        d.spec.paused,
+        Some(true),
+        "an invalid Rollout does not take the Deployment over"
+    );
+    controller.stop().await;
+    ns.delete().await;
+}
+
+/// A one-route Prometheus HTTP API answering `value` for any instant query.
+async fn fake_prometheus(value: Arc<std::sync::Mutex<String>>) -> String {
+    use axum::{Router, routing::get};
+    let app = Router::new().route(
+        "/api/v1/query",
+        get(move || {
+            let v = value.lock().unwrap().clone();
+            async move {
+                axum::Json(json!({"status": "success", "data": {"resultType": "vector", "result": [{"metric": {}, "value": [0, v]}]}}))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    address
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_background_analysis_aborts_even_during_a_manual_pause() {
+    let client = cluster().await;
+    let ns = TestNs::new(&client, "analysis").await;
+    let value = Arc::new(std::sync::Mutex::new("0.999".to_owned()));
+    let prometheus = fake_prometheus(value.clone()).await;
+    let controller = Controller::start(&client, &ns.name, None);
+    create_deployment(&ns, "pay", "v1", 2).await;
+    create_rollout(
+        &ns,
+        "pay",
+        "pay",
+        vec![weight(33), pause(None), weight(50)],
+        Some(inline_prometheus(Some(prometheus), 0.99)),
+    )
+    .await;
+    wait_status(&ns, "pay", "Healthy", POD_TIMEOUT, |s| {
+        s.phase == Phase::Healthy && s.stable_revision.is_some()
+    })
+    .await;
+    set_version(&ns, "pay", "v2").await;
+    let st = wait_status(&ns, "pay", "paused with the analysis passing", POD_TIMEOUT, |s| {
+        s.phase == Phase::Paused
+            && s.current_step_index == Some(1)
+            && s.analysis_runs
+                .iter()
+                .any(|r| r.metrics.iter().any(|m| m.successful >= 2))
+    })
+    .await;
+    assert!(!st.abort);
+    // The success rate drops below 0.99 while a human gate is pending.
+    *value.lock().unwrap() = "0.95".into();
+    let st = wait_status(
+        &ns,
+        "pay",
+        "aborted by the analysis",
+        Duration::from_secs(30),
+        |s| s.phase == Phase::Degraded,
+    )
+    .await;
+    let reason = st.abort_reason.unwrap_or_default();
+    assert!(
+        reason.contains("success-rate") && reason.contains("0.95"),
+        "{reason}"
+    );
+    wait!(
+        "canary gone",
+        POD_TIMEOUT,
+        pod_versions(&ns, "pay", true).await.is_empty()
+    );
+    assert!(has_event(&ns, "RolloutAborted", "0.95").await);
+    controller.stop().await;
+    ns.delete().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_failover_mid_rollout_without_a_double_step() {
+    let client = cluster().await;
+    let ns = TestNs::new(&client, "leader").await;
+    let lease = |identity: &str| LeaseConfig {
+        namespace: ns.name.clone(),
+        name: "rollout-controller".into(),
+        identity: identity.into(),
+        lease_duration: Duration::from_secs(4),
+        renew_every: Duration::from_millis(500),
+    };
+    let a = Controller::start(&client, &ns.name, Some(lease("instance-a")));
+    // Let A win, then start B as the standby.
+    let leases = ns.api::<Lease>();
+    wait!(
+        "instance-a holds the lease",
+        Duration::from_secs(20),
+        leases
+            .get_opt("rollout-controller")
+            .await
+            .ok()
+            .flatten()
+            .and_then(|l| l.spec?.holder_identity)
+            .as_deref()
+            == Some("instance-a")
+    );
+    let b = Controller::start(&client, &ns.name, Some(lease("instance-b")));
+
+    create_deployment(&ns, "led", "v1", 2).await;
+    let steps = vec![
+        weight(33),
+        pause(Some("4s")),
+        weight(50),
+        pause(Some("4s")),
+        weight(60),
+    ];
+    create_rollout(&ns, "led", "led", steps, None).await;
+    wait_status(&ns, "led", "Healthy", POD_TIMEOUT, |s| {
+        s.phase == Phase::Healthy && s.stable_revision.is_some()
+    })
+    .await;
+    set_version(&ns, "led", "v2").await;
+    let v2 = current_hash(&ns, "led").await;
+    wait_status(&ns, "led", "in the first pause", POD_TIMEOUT, |s| {
+        s.current_step_index == Some(1)
+    })
+    .await;
+
+    // A crashes mid-rollout (no lease release); B must take over after expiry and finish.
+    a.kill();
+    wait!(
+        "instance-b takes the lease",
+        Duration::from_secs(20),
+        leases
+            .get_opt("rollout-controller")
+            .await
+            .ok()
+            .flatten()
+            .and_then(|l| l.spec?.holder_identity)
+            .as_deref()
+            == Some("instance-b")
+    );
+    wait_status(
+        &ns,
+        "led",
+        "promoted by instance-b",
+        Duration::from_secs(180),
+        |s| s.phase == Phase::Healthy && s.stable_revision.as_deref() == Some(v2.as_str()),
+    )
+    .await;
+
+    // Every step completed exactly once, whoever led.
+    let all = events(&ns).await;
+    for step in 0..5 {
+        let needle = format!("step {step} (");
+        let count: i32 = all
+            .iter()
+            .filter(|(r, n, _)| r == "StepCompleted" && n.contains(&needle))
+            .map(|(_, _, c)| c)
+            .sum();
+        assert_eq!(count, 1, "step {step} completed {count} times: {all:?}");
+    }
+    let reporters: BTreeMap<String, usize> = ns
+        .api::<Event>()
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|e| e.reporting_instance)
+        .fold(BTreeMap::new(), |mut m, i| {
+            *m.entry(i).or_default() += 1;
+            m
+        });
+    assert!(
+        reporters.contains_key("instance-a") && reporters.contains_key("instance-b"),
+        "both led: {reporters:?}"
+    );
+    b.stop().await;
+    ns.delete().await;
+}

@@ -1,0 +1,39 @@
+//! The committed CRDs must be what the Rust types generate: a change to `crd.rs` without
+//! re-running `crdgen` fails here.
+
+use std::path::PathBuf;
+
+#[test]
+fn committed_crds_match_the_types() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../charts/rollout-controller/crds");
+    for (file, generated) in payplane_rollout_controller::crd_files() {
+        let path = dir.join(file);
+        let committed = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}; run `cargo run -p payplane-rollout-controller --bin crdgen`",
+                path.display()
+            )
+        });
+        assert!(
+            committed == generated,
+            "{} drifted from the Rust types; run `cargo run -p payplane-rollout-controller --bin crdgen` and commit",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn the_crds_are_the_expected_resources() {
+    let files = payplane_rollout_controller::crd_files();
+    assert_eq!(files.len(), 2);
+    assert!(
+        files[0].1.contains("name: rollouts.payplane.io"),
+        "{}",
+        &files[0].1[..300]
+    );
+    assert!(
+        files[0].1.contains("subresources:") && files[0].1.contains("status: {}"),
+        "status subresource"
+    );
+    assert!(files[1].1.contains("name: analysistemplates.payplane.io"));
+}
