@@ -17,9 +17,13 @@ use anyhow::{Context, Result};
 use futures::StreamExt;
 use payplane_core::ids::{self, Step as IdStep};
 use payplane_proto::{
-    accounting::v1::{CheckInvariantsRequest, LookupTransfersRequest, ledger_service_client::LedgerServiceClient},
+    accounting::v1::{
+        CheckInvariantsRequest, LookupTransfersRequest, ledger_service_client::LedgerServiceClient,
+    },
     channel::v1::{ChargeOutcome, GetChargeRequest, channel_service_client::ChannelServiceClient},
-    settlement::v1::{ListWindowItemsRequest, ListWindowsRequest, settlement_service_client::SettlementServiceClient},
+    settlement::v1::{
+        ListWindowItemsRequest, ListWindowsRequest, settlement_service_client::SettlementServiceClient,
+    },
 };
 use sqlx::{PgPool, Row};
 use tonic::transport::Channel;
@@ -101,7 +105,10 @@ struct RefundFacts {
 }
 
 async fn connect(url: &str) -> Result<Channel> {
-    tonic::transport::Endpoint::from_shared(url.to_string())?.connect().await.with_context(|| format!("connecting to {url}"))
+    tonic::transport::Endpoint::from_shared(url.to_string())?
+        .connect()
+        .await
+        .with_context(|| format!("connecting to {url}"))
 }
 
 /// Checks every invariant; the report lists each violation found.
@@ -125,19 +132,20 @@ pub async fn check(gateway_db: &PgPool, endpoints: &Endpoints) -> Result<Report>
         })
     })
     .collect::<Result<_, sqlx::Error>>()?;
-    let refunds: Vec<RefundFacts> = sqlx::query("SELECT refund_id, payment_id, status, amount_minor FROM refunds")
-        .fetch_all(gateway_db)
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(RefundFacts {
-                id: r.try_get("refund_id")?,
-                payment_id: r.try_get("payment_id")?,
-                status: r.try_get("status")?,
-                amount: r.try_get("amount_minor")?,
+    let refunds: Vec<RefundFacts> =
+        sqlx::query("SELECT refund_id, payment_id, status, amount_minor FROM refunds")
+            .fetch_all(gateway_db)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(RefundFacts {
+                    id: r.try_get("refund_id")?,
+                    payment_id: r.try_get("payment_id")?,
+                    status: r.try_get("status")?,
+                    amount: r.try_get("amount_minor")?,
+                })
             })
-        })
-        .collect::<Result<_, sqlx::Error>>()?;
+            .collect::<Result<_, sqlx::Error>>()?;
     report.payments = payments.len();
     report.refunds = refunds.len();
 
@@ -146,10 +154,19 @@ pub async fn check(gateway_db: &PgPool, endpoints: &Endpoints) -> Result<Report>
     let channel = ChannelServiceClient::new(connect(&endpoints.channel).await?);
 
     // The ledger as a whole.
-    let inv = ledger.check_invariants(CheckInvariantsRequest { ledger: 0 }).await?.into_inner();
+    let inv = ledger
+        .check_invariants(CheckInvariantsRequest { ledger: 0 })
+        .await?
+        .into_inner();
     if !inv.ok {
         for v in &inv.violations {
-            report.violation(format!("ledger invariant {:?} in ledger {} on {}: {}", v.kind(), v.ledger, v.subject_id, v.detail));
+            report.violation(format!(
+                "ledger invariant {:?} in ledger {} on {}: {}",
+                v.kind(),
+                v.ledger,
+                v.subject_id,
+                v.detail
+            ));
         }
         report.violation(format!("CheckInvariants: {} violations", inv.violation_count));
     }
@@ -162,7 +179,10 @@ pub async fn check(gateway_db: &PgPool, endpoints: &Endpoints) -> Result<Report>
             ));
         }
         if t.debits_pending != 0 {
-            report.violation(format!("ledger {} still holds {} in pending transfers", t.ledger, t.debits_pending));
+            report.violation(format!(
+                "ledger {} still holds {} in pending transfers",
+                t.ledger, t.debits_pending
+            ));
         }
     }
 
@@ -179,7 +199,9 @@ pub async fn check(gateway_db: &PgPool, endpoints: &Endpoints) -> Result<Report>
     let mut existing: HashSet<Uuid> = HashSet::new();
     for chunk in wanted.chunks(4000) {
         let found = ledger
-            .lookup_transfers(LookupTransfersRequest { ids: chunk.iter().map(Uuid::to_string).collect() })
+            .lookup_transfers(LookupTransfersRequest {
+                ids: chunk.iter().map(Uuid::to_string).collect(),
+            })
             .await?
             .into_inner()
             .transfers;
@@ -194,7 +216,11 @@ pub async fn check(gateway_db: &PgPool, endpoints: &Endpoints) -> Result<Report>
     let mut windows = Vec::new();
     loop {
         let r = settlement
-            .list_windows(ListWindowsRequest { page_size: 1000, page_token: page_token.clone(), ..Default::default() })
+            .list_windows(ListWindowsRequest {
+                page_size: 1000,
+                page_token: page_token.clone(),
+                ..Default::default()
+            })
             .await?
             .into_inner();
         windows.extend(r.windows.into_iter().map(|w| w.window_id));
@@ -207,7 +233,11 @@ pub async fn check(gateway_db: &PgPool, endpoints: &Endpoints) -> Result<Report>
         let mut page_token = String::new();
         loop {
             let r = settlement
-                .list_window_items(ListWindowItemsRequest { window_id: window_id.clone(), page_size: 1000, page_token })
+                .list_window_items(ListWindowItemsRequest {
+                    window_id: window_id.clone(),
+                    page_size: 1000,
+                    page_token,
+                })
                 .await?
                 .into_inner();
             for item in r.items {
@@ -223,18 +253,25 @@ pub async fn check(gateway_db: &PgPool, endpoints: &Endpoints) -> Result<Report>
 
     // What the channels decided.
     let decisions: HashMap<Uuid, Option<(ChargeOutcome, i64)>> = futures::stream::iter(
-        payments.iter().filter(|p| !p.channel_id.is_empty()).map(|p| (p.id, p.channel_id.clone())),
+        payments
+            .iter()
+            .filter(|p| !p.channel_id.is_empty())
+            .map(|p| (p.id, p.channel_id.clone())),
     )
     .map(|(id, channel_id)| {
         let mut c = channel.clone();
         async move {
             let r = c
-                .get_charge(GetChargeRequest { channel_id, request_id: ids::derive(id, IdStep::Charge).to_string() })
+                .get_charge(GetChargeRequest {
+                    channel_id,
+                    request_id: ids::derive(id, IdStep::Charge).to_string(),
+                })
                 .await;
             let decision = match r {
                 Ok(r) => {
                     let r = r.into_inner();
-                    r.found.then(|| (r.outcome(), r.amount.map_or(0, |m| m.minor_units)))
+                    r.found
+                        .then(|| (r.outcome(), r.amount.map_or(0, |m| m.minor_units)))
                 }
                 Err(s) if s.code() == tonic::Code::NotFound => None,
                 Err(s) => return Err(anyhow::anyhow!("GetCharge {id}: {s}")),
@@ -248,14 +285,21 @@ pub async fn check(gateway_db: &PgPool, endpoints: &Endpoints) -> Result<Report>
     .into_iter()
     .collect::<Result<_>>()?;
 
-    let refunded_by_payment: HashMap<Uuid, i64> = refunds.iter().filter(|r| r.status == 2).fold(HashMap::new(), |mut m, r| {
-        *m.entry(r.payment_id).or_default() += r.amount;
-        m
-    });
+    let refunded_by_payment: HashMap<Uuid, i64> =
+        refunds
+            .iter()
+            .filter(|r| r.status == 2)
+            .fold(HashMap::new(), |mut m, r| {
+                *m.entry(r.payment_id).or_default() += r.amount;
+                m
+            });
 
     for p in &payments {
         let has = |step| existing.contains(&ids::derive(p.id, step));
-        let item_count = items.get(&ids::derive(p.id, IdStep::SettlementItem)).copied().unwrap_or(0);
+        let item_count = items
+            .get(&ids::derive(p.id, IdStep::SettlementItem))
+            .copied()
+            .unwrap_or(0);
         let decision = decisions.get(&p.id).cloned().flatten();
         match p.status {
             2 => {
@@ -270,31 +314,54 @@ pub async fn check(gateway_db: &PgPool, endpoints: &Endpoints) -> Result<Report>
                     report.violation(format!("payment {} SUCCEEDED but its hold has a void", p.id));
                 }
                 if item_count != 1 {
-                    report.violation(format!("payment {} SUCCEEDED with {item_count} settlement items", p.id));
+                    report.violation(format!(
+                        "payment {} SUCCEEDED with {item_count} settlement items",
+                        p.id
+                    ));
                 }
                 match decision {
                     Some((ChargeOutcome::Approved, amount)) if amount == p.amount || amount == 0 => {}
-                    other => report.violation(format!("payment {} SUCCEEDED but the channel says {other:?}", p.id)),
+                    other => report.violation(format!(
+                        "payment {} SUCCEEDED but the channel says {other:?}",
+                        p.id
+                    )),
                 }
                 let refunded = refunded_by_payment.get(&p.id).copied().unwrap_or(0);
                 if refunded != p.refunded {
-                    report.violation(format!("payment {} refunded {} but its succeeded refunds sum to {refunded}", p.id, p.refunded));
+                    report.violation(format!(
+                        "payment {} refunded {} but its succeeded refunds sum to {refunded}",
+                        p.id, p.refunded
+                    ));
                 }
             }
             3 => {
                 report.failed += 1;
-                *report.failure_reasons.entry(crate::domain::payment::reason_label(&p.failure_reason).to_string()).or_default() += 1;
+                *report
+                    .failure_reasons
+                    .entry(crate::domain::payment::reason_label(&p.failure_reason).to_string())
+                    .or_default() += 1;
                 if has(IdStep::Post) || has(IdStep::Fee) {
-                    report.violation(format!("payment {} FAILED ({}) but posted in the ledger", p.id, p.failure_reason));
+                    report.violation(format!(
+                        "payment {} FAILED ({}) but posted in the ledger",
+                        p.id, p.failure_reason
+                    ));
                 }
                 if item_count != 0 {
-                    report.violation(format!("payment {} FAILED with {item_count} settlement items", p.id));
+                    report.violation(format!(
+                        "payment {} FAILED with {item_count} settlement items",
+                        p.id
+                    ));
                 }
                 if p.channel_id.is_empty() && has(IdStep::Hold) {
                     report.violation(format!("payment {} FAILED before routing but has a hold", p.id));
                 }
-                if matches!(decision, Some((ChargeOutcome::Approved, _))) && !p.failure_reason.starts_with("hold_expired:") {
-                    report.violation(format!("payment {} FAILED ({}) but the channel approved it", p.id, p.failure_reason));
+                if matches!(decision, Some((ChargeOutcome::Approved, _)))
+                    && !p.failure_reason.starts_with("hold_expired:")
+                {
+                    report.violation(format!(
+                        "payment {} FAILED ({}) but the channel approved it",
+                        p.id, p.failure_reason
+                    ));
                 }
             }
             _ => {
@@ -304,18 +371,27 @@ pub async fn check(gateway_db: &PgPool, endpoints: &Endpoints) -> Result<Report>
         }
     }
     for r in &refunds {
-        let item_count = items.get(&ids::derive(r.id, IdStep::SettlementItem)).copied().unwrap_or(0);
+        let item_count = items
+            .get(&ids::derive(r.id, IdStep::SettlementItem))
+            .copied()
+            .unwrap_or(0);
         let transfer = existing.contains(&ids::derive(r.id, IdStep::RefundTransfer));
         match r.status {
             2 => {
                 report.refunds_succeeded += 1;
                 if !transfer || item_count != 1 {
-                    report.violation(format!("refund {} SUCCEEDED with transfer {transfer} and {item_count} items", r.id));
+                    report.violation(format!(
+                        "refund {} SUCCEEDED with transfer {transfer} and {item_count} items",
+                        r.id
+                    ));
                 }
             }
             3 => {
                 if transfer || item_count != 0 {
-                    report.violation(format!("refund {} FAILED but has transfer {transfer} / {item_count} items", r.id));
+                    report.violation(format!(
+                        "refund {} FAILED but has transfer {transfer} / {item_count} items",
+                        r.id
+                    ));
                 }
             }
             _ => report.violation(format!("refund {} is not final", r.id)),

@@ -6,7 +6,11 @@ use clap::{ArgAction, Parser};
 use payplane_runtime::{ClientArgs, DatabaseArgs, ServiceArgs, Target, config::parse_duration};
 
 #[derive(Parser, Debug, Clone)]
-#[command(name = "gateway", version, about = "payplane gateway: the payment API and the payment saga")]
+#[command(
+    name = "gateway",
+    version,
+    about = "payplane gateway: the payment API and the payment saga"
+)]
 pub struct Config {
     #[command(flatten)]
     pub runtime: ServiceArgs,

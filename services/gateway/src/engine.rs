@@ -14,11 +14,22 @@ use payplane_core::{
     ids::{self, Step as IdStep},
 };
 use payplane_proto::{
-    accounting::v1::{CreateAccountResult, CreateAccountsRequest, CreateTransfersRequest, Transfer, ledger_service_client::LedgerServiceClient},
-    channel::v1::{ChargeOutcome, ChargeRequest, GetChargeRequest, RefundRequest, channel_service_client::ChannelServiceClient},
+    accounting::v1::{
+        CreateAccountResult, CreateAccountsRequest, CreateTransfersRequest, Transfer,
+        ledger_service_client::LedgerServiceClient,
+    },
+    channel::v1::{
+        ChargeOutcome, ChargeRequest, GetChargeRequest, RefundRequest,
+        channel_service_client::ChannelServiceClient,
+    },
     common::v1::Money,
-    routing::v1::{Outcome as RouteOutcome, ReportOutcomeRequest, RouteRequest, routing_service_client::RoutingServiceClient},
-    settlement::v1::{ClearedItem, ItemKind, RecordClearedRequest, settlement_service_client::SettlementServiceClient},
+    routing::v1::{
+        Outcome as RouteOutcome, ReportOutcomeRequest, RouteRequest,
+        routing_service_client::RoutingServiceClient,
+    },
+    settlement::v1::{
+        ClearedItem, ItemKind, RecordClearedRequest, settlement_service_client::SettlementServiceClient,
+    },
 };
 use payplane_runtime::BalancedChannel;
 use tonic::{Code, Request, Status};
@@ -83,20 +94,32 @@ impl From<Error> for Stop {
 
 /// Codes after which re-sending the same request is safe and may succeed. Every call of the saga
 /// is idempotent by an id derived from the payment, so even INTERNAL (a downstream database
-/// restart) is retried.
+/// restart) and CANCELLED (a server killed mid-call) are retried.
 fn retryable(code: Code) -> bool {
     matches!(
         code,
-        Code::Unavailable | Code::DeadlineExceeded | Code::Aborted | Code::ResourceExhausted | Code::Unknown | Code::Internal
+        Code::Unavailable
+            | Code::DeadlineExceeded
+            | Code::Aborted
+            | Code::ResourceExhausted
+            | Code::Unknown
+            | Code::Internal
+            | Code::Cancelled
     )
 }
 
 fn money(minor_units: i64, currency: &str) -> Option<Money> {
-    Some(Money { minor_units, currency: currency.to_string() })
+    Some(Money {
+        minor_units,
+        currency: currency.to_string(),
+    })
 }
 
 fn timestamp(t: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp { seconds: t.timestamp(), nanos: t.timestamp_subsec_nanos() as i32 }
+    prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: t.timestamp_subsec_nanos() as i32,
+    }
 }
 
 pub struct Engine {
@@ -110,7 +133,13 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(store: Store, clients: Clients, cfg: EngineConfig, metrics: GatewayMetrics) -> Self {
-        Self { store, clients, cfg, metrics, known_accounts: Mutex::new(HashSet::new()) }
+        Self {
+            store,
+            clients,
+            cfg,
+            metrics,
+            known_accounts: Mutex::new(HashSet::new()),
+        }
     }
 
     pub fn store(&self) -> &Store {
@@ -129,10 +158,17 @@ impl Engine {
     pub async fn create(&self, new: NewPayment, trace_id: &str) -> Result<(PaymentRow, bool)> {
         let id = ids::new_time_ordered();
         let owner = Uuid::new_v4();
-        match self.store.insert_payment(id, &new, trace_id, owner, self.cfg.lease()).await? {
+        match self
+            .store
+            .insert_payment(id, &new, trace_id, owner, self.cfg.lease())
+            .await?
+        {
             Inserted::Existing(row) => {
                 if let Some(field) = row.request.first_difference(&new) {
-                    return Err(Error::IdempotencyConflict { key: new.idempotency_key, field });
+                    return Err(Error::IdempotencyConflict {
+                        key: new.idempotency_key,
+                        field,
+                    });
                 }
                 tracing::Span::current().record("payment.id", tracing::field::display(row.id));
                 Ok((row, true))
@@ -158,12 +194,14 @@ impl Engine {
             let outcome = match self.perform(action, &p, deadline).instrument(span).await {
                 Ok(o) => o,
                 Err(Stop::Transient(why)) => {
-                    self.metrics.record_step(action.name(), "transient", started.elapsed());
+                    self.metrics
+                        .record_step(action.name(), "transient", started.elapsed());
                     tracing::warn!(payment.id = %p.id, action = action.name(), %why, "left in flight for the recovery loop");
                     return Ok(p);
                 }
                 Err(Stop::Fatal(e)) => {
-                    self.metrics.record_step(action.name(), "error", started.elapsed());
+                    self.metrics
+                        .record_step(action.name(), "error", started.elapsed());
                     return Err(e);
                 }
             };
@@ -172,17 +210,26 @@ impl Engine {
                 self.metrics.record_recovery("payment", action.name());
             }
             let next = saga::apply(&p.saga, outcome, self.cfg.revision)?;
-            match self.store.save_saga(p.id, owner, &next, self.cfg.hold_timeout_secs).await? {
+            match self
+                .store
+                .save_saga(p.id, owner, &next, self.cfg.hold_timeout_secs)
+                .await?
+            {
                 Some(row) => p = row,
                 None => {
                     // Another worker took the payment over after our lease ran out; it decides from
                     // what the services answer, so just report where it is now.
                     tracing::warn!(payment.id = %p.id, "lease lost; another worker drives the payment");
-                    return self.store.get_payment(p.id).await?.ok_or_else(|| Error::NotFound(p.id.to_string()));
+                    return self
+                        .store
+                        .get_payment(p.id)
+                        .await?
+                        .ok_or_else(|| Error::NotFound(p.id.to_string()));
                 }
             }
             if p.saga.is_final() {
-                self.metrics.record_final("payment", p.saga.status.name(), &p.saga.failure_reason);
+                self.metrics
+                    .record_final("payment", p.saga.status.name(), &p.saga.failure_reason);
                 tracing::info!(payment.id = %p.id, status = p.saga.status.name(), reason = %p.saga.failure_reason, "payment final");
             }
         }
@@ -190,7 +237,13 @@ impl Engine {
 
     /// Calls `f` with a per-attempt timeout until it answers, retrying retryable codes with
     /// backoff while the budget lasts. A non-retryable status is returned for the caller to read.
-    async fn call<T, F, Fut>(&self, what: &str, deadline: Instant, per_call: Duration, mut f: F) -> Result<Result<T, Status>, Stop>
+    async fn call<T, F, Fut>(
+        &self,
+        what: &str,
+        deadline: Instant,
+        per_call: Duration,
+        mut f: F,
+    ) -> Result<Result<T, Status>, Stop>
     where
         F: FnMut(Duration) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
@@ -211,7 +264,8 @@ impl Engine {
                 Ok(response) => return Ok(Ok(response.into_inner())),
                 Err(s) if retryable(s.code()) => {
                     last = format!("{:?}: {}", s.code(), s.message());
-                    let jitter = Duration::from_millis(rand::random_range(0..=backoff.as_millis() as u64 / 2));
+                    let jitter =
+                        Duration::from_millis(rand::random_range(0..=backoff.as_millis() as u64 / 2));
                     let pause = (backoff + jitter).min(deadline.saturating_duration_since(Instant::now()));
                     tokio::time::sleep(pause).await;
                     backoff = (backoff * 2).min(Duration::from_millis(500));
@@ -236,7 +290,11 @@ impl Engine {
             amount: p.request.amount,
             fee: p.saga.fee,
             // Fixed when the payment was routed; older rows without one use ours.
-            hold_timeout_secs: if p.hold_timeout_secs > 0 { p.hold_timeout_secs } else { self.cfg.hold_timeout_secs },
+            hold_timeout_secs: if p.hold_timeout_secs > 0 {
+                p.hold_timeout_secs
+            } else {
+                self.cfg.hold_timeout_secs
+            },
         }
     }
 
@@ -274,15 +332,32 @@ impl Engine {
                             && !f.currency.is_empty()
                             && f.currency != currency
                         {
-                            return Err(Stop::Fatal(Error::Anomaly(format!("routing fee in {} for a {currency} payment", f.currency))));
+                            return Err(Stop::Fatal(Error::Anomaly(format!(
+                                "routing fee in {} for a {currency} payment",
+                                f.currency
+                            ))));
                         }
                         tracing::info!(channel = %r.channel_id, fee, rule = %r.rule, reason = %r.reason, "routed");
-                        Ok(Outcome::Routed { channel_id: r.channel_id, fee })
+                        Ok(Outcome::Routed {
+                            channel_id: r.channel_id,
+                            fee,
+                        })
                     }
-                    Ok(Err(s)) if matches!(s.code(), Code::FailedPrecondition | Code::InvalidArgument | Code::NotFound) => {
-                        Ok(Outcome::NoRoute { reason: s.message().to_string() })
+                    Ok(Err(s))
+                        if matches!(
+                            s.code(),
+                            Code::FailedPrecondition | Code::InvalidArgument | Code::NotFound
+                        ) =>
+                    {
+                        Ok(Outcome::NoRoute {
+                            reason: s.message().to_string(),
+                        })
                     }
-                    Ok(Err(s)) => Err(Stop::Fatal(Error::Anomaly(format!("routing: {:?} {}", s.code(), s.message())))),
+                    Ok(Err(s)) => Err(Stop::Fatal(Error::Anomaly(format!(
+                        "routing: {:?} {}",
+                        s.code(),
+                        s.message()
+                    )))),
                     // Route moves nothing: failing now is safe and better than a payment that
                     // waits for routing to come back.
                     Err(Stop::Transient(why)) => {
@@ -303,10 +378,14 @@ impl Engine {
                         self.ensure_accounts(&legs.accounts(), deadline, true).await?;
                         match ledger::classify_hold(&self.create_transfers("hold", &batch, deadline).await?) {
                             HoldResult::Held => Ok(Outcome::Held),
-                            HoldResult::Rejected(code) | HoldResult::Anomaly(code) if code == "id_already_failed" => {
+                            HoldResult::Rejected(code) | HoldResult::Anomaly(code)
+                                if code == "id_already_failed" =>
+                            {
                                 Ok(Outcome::HoldRejected { code })
                             }
-                            other => Err(Stop::Fatal(Error::Anomaly(format!("hold after creating accounts: {other:?}")))),
+                            other => Err(Stop::Fatal(Error::Anomaly(format!(
+                                "hold after creating accounts: {other:?}"
+                            )))),
                         }
                     }
                     HoldResult::Rejected(code) => Ok(Outcome::HoldRejected { code }),
@@ -333,27 +412,56 @@ impl Engine {
                     .await;
                 let (outcome, report) = match answer {
                     Ok(Ok(r)) => match ChargeOutcome::try_from(r.outcome) {
-                        Ok(ChargeOutcome::Approved) => {
-                            (Ok(Outcome::Approved { reference: r.channel_reference }), RouteOutcome::Succeeded)
-                        }
-                        Ok(ChargeOutcome::Declined) => (Ok(Outcome::Declined { code: r.decline_code }), RouteOutcome::Declined),
+                        Ok(ChargeOutcome::Approved) => (
+                            Ok(Outcome::Approved {
+                                reference: r.channel_reference,
+                            }),
+                            RouteOutcome::Succeeded,
+                        ),
+                        Ok(ChargeOutcome::Declined) => (
+                            Ok(Outcome::Declined { code: r.decline_code }),
+                            RouteOutcome::Declined,
+                        ),
                         _ => (
-                            Err(Stop::Fatal(Error::Anomaly(format!("channel answered outcome {}", r.outcome)))),
+                            Err(Stop::Fatal(Error::Anomaly(format!(
+                                "channel answered outcome {}",
+                                r.outcome
+                            )))),
                             RouteOutcome::Error,
                         ),
                     },
                     // The channel refused the request itself (unknown channel, bad amount): it
                     // charged nothing.
-                    Ok(Err(s)) if matches!(s.code(), Code::InvalidArgument | Code::FailedPrecondition | Code::NotFound | Code::OutOfRange) => {
-                        (Ok(Outcome::Declined { code: format!("channel_refused_{:?}", s.code()) }), RouteOutcome::Error)
+                    Ok(Err(s))
+                        if matches!(
+                            s.code(),
+                            Code::InvalidArgument
+                                | Code::FailedPrecondition
+                                | Code::NotFound
+                                | Code::OutOfRange
+                        ) =>
+                    {
+                        (
+                            Ok(Outcome::Declined {
+                                code: format!("channel_refused_{:?}", s.code()),
+                            }),
+                            RouteOutcome::Error,
+                        )
                     }
                     Ok(Err(s)) => (
-                        Err(Stop::Fatal(Error::Anomaly(format!("channel: {:?} {}", s.code(), s.message())))),
+                        Err(Stop::Fatal(Error::Anomaly(format!(
+                            "channel: {:?} {}",
+                            s.code(),
+                            s.message()
+                        )))),
                         RouteOutcome::Error,
                     ),
                     Err(Stop::Transient(why)) => {
-                        let report =
-                            if why.contains("DeadlineExceeded") { RouteOutcome::Timeout } else { RouteOutcome::Error };
+                        let report = if why.contains("DeadlineExceeded") {
+                            RouteOutcome::Timeout
+                        } else {
+                            RouteOutcome::Error
+                        };
                         (Err(Stop::Transient(why)), report)
                     }
                     Err(stop) => (Err(stop), RouteOutcome::Error),
@@ -376,18 +484,32 @@ impl Engine {
                 match answer {
                     Ok(r) if !r.found => Ok(Outcome::NotCharged),
                     Ok(r) => match ChargeOutcome::try_from(r.outcome) {
-                        Ok(ChargeOutcome::Approved) => Ok(Outcome::Approved { reference: r.channel_reference }),
-                        Ok(ChargeOutcome::Declined) => Ok(Outcome::Declined { code: "unknown".into() }),
-                        _ => Err(Stop::Fatal(Error::Anomaly(format!("GetCharge answered outcome {}", r.outcome)))),
+                        Ok(ChargeOutcome::Approved) => Ok(Outcome::Approved {
+                            reference: r.channel_reference,
+                        }),
+                        Ok(ChargeOutcome::Declined) => Ok(Outcome::Declined {
+                            code: "unknown".into(),
+                        }),
+                        _ => Err(Stop::Fatal(Error::Anomaly(format!(
+                            "GetCharge answered outcome {}",
+                            r.outcome
+                        )))),
                     },
                     Err(s) if s.code() == Code::NotFound => Ok(Outcome::NotCharged),
-                    Err(s) => Err(Stop::Fatal(Error::Anomaly(format!("GetCharge: {:?} {}", s.code(), s.message())))),
+                    Err(s) => Err(Stop::Fatal(Error::Anomaly(format!(
+                        "GetCharge: {:?} {}",
+                        s.code(),
+                        s.message()
+                    )))),
                 }
             }
             Action::Post => {
                 let legs = self.legs(p);
                 let batch = legs.post_batch();
-                match ledger::classify_post(&self.create_transfers("post", &batch, deadline).await?, batch.len()) {
+                match ledger::classify_post(
+                    &self.create_transfers("post", &batch, deadline).await?,
+                    batch.len(),
+                ) {
                     PostResult::Posted => Ok(Outcome::Posted),
                     PostResult::Rejected(code) => {
                         tracing::error!(payment.id = %p.id, %code, "approved charge whose hold cannot be posted; refunding at the channel");
@@ -405,7 +527,9 @@ impl Engine {
                 }
             }
             Action::RecordCleared => {
-                let cleared_at = p.cleared_at.ok_or_else(|| Error::Anomaly("posted payment without cleared_at".into()))?;
+                let cleared_at = p
+                    .cleared_at
+                    .ok_or_else(|| Error::Anomaly("posted payment without cleared_at".into()))?;
                 let item = ClearedItem {
                     item_id: ids::derive(p.id, IdStep::SettlementItem).to_string(),
                     kind: ItemKind::Payment as i32,
@@ -430,7 +554,9 @@ impl Engine {
                 };
                 match self.channel_refund(body, deadline).await? {
                     RefundOutcome::Approved { .. } => Ok(Outcome::Compensated),
-                    other => Err(Stop::Fatal(Error::Anomaly(format!("compensating refund answered {other:?}")))),
+                    other => Err(Stop::Fatal(Error::Anomaly(format!(
+                        "compensating refund answered {other:?}"
+                    )))),
                 }
             }
             Action::Abandon => Ok(Outcome::Abandoned),
@@ -445,7 +571,9 @@ impl Engine {
         batch: &[Transfer],
         deadline: Instant,
     ) -> Result<Vec<payplane_proto::accounting::v1::CreateTransferError>, Stop> {
-        let body = CreateTransfersRequest { transfers: batch.to_vec() };
+        let body = CreateTransfersRequest {
+            transfers: batch.to_vec(),
+        };
         match self
             .call(what, deadline, self.cfg.call_deadline, |t| {
                 let mut c = self.clients.ledger.clone();
@@ -455,7 +583,11 @@ impl Engine {
             .await?
         {
             Ok(r) => Ok(r.errors),
-            Err(s) => Err(Stop::Fatal(Error::Anomaly(format!("{what}: ledger answered {:?} {}", s.code(), s.message())))),
+            Err(s) => Err(Stop::Fatal(Error::Anomaly(format!(
+                "{what}: ledger answered {:?} {}",
+                s.code(),
+                s.message()
+            )))),
         }
     }
 
@@ -464,12 +596,16 @@ impl Engine {
         let cache = self.cfg.revision == Revision::V2 && !force;
         let missing: Vec<&AccountRef> = {
             let known = self.known_accounts.lock().unwrap_or_else(|e| e.into_inner());
-            refs.iter().filter(|r| !cache || !known.contains(&r.id())).collect()
+            refs.iter()
+                .filter(|r| !cache || !known.contains(&r.id()))
+                .collect()
         };
         if missing.is_empty() {
             return Ok(());
         }
-        let body = CreateAccountsRequest { accounts: missing.iter().map(|r| ledger::account(r)).collect() };
+        let body = CreateAccountsRequest {
+            accounts: missing.iter().map(|r| ledger::account(r)).collect(),
+        };
         let answer = self
             .call("create_accounts", deadline, self.cfg.call_deadline, |t| {
                 let mut c = self.clients.ledger.clone();
@@ -478,7 +614,13 @@ impl Engine {
             })
             .await?;
         let errors = answer
-            .map_err(|s| Stop::Fatal(Error::Anomaly(format!("create accounts: {:?} {}", s.code(), s.message()))))?
+            .map_err(|s| {
+                Stop::Fatal(Error::Anomaly(format!(
+                    "create accounts: {:?} {}",
+                    s.code(),
+                    s.message()
+                )))
+            })?
             .errors;
         for e in &errors {
             use CreateAccountResult as R;
@@ -495,7 +637,10 @@ impl Engine {
                 other => {
                     return Err(Stop::Fatal(Error::Anomaly(format!(
                         "create account {}: {other:?}",
-                        missing.get(e.index as usize).map(|r| r.name()).unwrap_or_default()
+                        missing
+                            .get(e.index as usize)
+                            .map(|r| r.name())
+                            .unwrap_or_default()
                     ))));
                 }
             }
@@ -516,7 +661,11 @@ impl Engine {
             .await?
         {
             Ok(_) => Ok(()),
-            Err(s) => Err(Stop::Fatal(Error::Anomaly(format!("RecordCleared: {:?} {}", s.code(), s.message())))),
+            Err(s) => Err(Stop::Fatal(Error::Anomaly(format!(
+                "RecordCleared: {:?} {}",
+                s.code(),
+                s.message()
+            )))),
         }
     }
 
@@ -530,14 +679,30 @@ impl Engine {
             .await?;
         match answer {
             Ok(r) => match ChargeOutcome::try_from(r.outcome) {
-                Ok(ChargeOutcome::Approved) => Ok(RefundOutcome::Approved { reference: r.channel_reference }),
+                Ok(ChargeOutcome::Approved) => Ok(RefundOutcome::Approved {
+                    reference: r.channel_reference,
+                }),
                 Ok(ChargeOutcome::Declined) => Ok(RefundOutcome::Declined { code: r.decline_code }),
-                _ => Err(Stop::Fatal(Error::Anomaly(format!("channel refund answered outcome {}", r.outcome)))),
+                _ => Err(Stop::Fatal(Error::Anomaly(format!(
+                    "channel refund answered outcome {}",
+                    r.outcome
+                )))),
             },
-            Err(s) if matches!(s.code(), Code::InvalidArgument | Code::FailedPrecondition | Code::NotFound | Code::OutOfRange) => {
-                Ok(RefundOutcome::Declined { code: format!("channel_refused_{:?}", s.code()) })
+            Err(s)
+                if matches!(
+                    s.code(),
+                    Code::InvalidArgument | Code::FailedPrecondition | Code::NotFound | Code::OutOfRange
+                ) =>
+            {
+                Ok(RefundOutcome::Declined {
+                    code: format!("channel_refused_{:?}", s.code()),
+                })
             }
-            Err(s) => Err(Stop::Fatal(Error::Anomaly(format!("channel refund: {:?} {}", s.code(), s.message())))),
+            Err(s) => Err(Stop::Fatal(Error::Anomaly(format!(
+                "channel refund: {:?} {}",
+                s.code(),
+                s.message()
+            )))),
         }
     }
 
@@ -575,7 +740,19 @@ impl Engine {
         trace_id: &str,
     ) -> Result<(RefundRow, bool)> {
         let owner = Uuid::new_v4();
-        match self.store.insert_refund(payment_id, key, requested, reason, trace_id, owner, self.cfg.lease()).await? {
+        match self
+            .store
+            .insert_refund(
+                payment_id,
+                key,
+                requested,
+                reason,
+                trace_id,
+                owner,
+                self.cfg.lease(),
+            )
+            .await?
+        {
             RefundInserted::Existing(r, _) => Ok((r, true)),
             RefundInserted::New(r, p) => Ok((self.drive_refund(r, &p, owner).await?, false)),
         }
@@ -608,14 +785,22 @@ impl Engine {
                     RefundAction::LedgerTransfer => {
                         let legs = self.legs(p);
                         self.ensure_accounts(&legs.accounts(), deadline, false).await?;
-                        let errors = self.create_transfers("refund", &[ledger::refund_transfer(&legs, r.id, r.amount)], deadline).await?;
+                        let errors = self
+                            .create_transfers(
+                                "refund",
+                                &[ledger::refund_transfer(&legs, r.id, r.amount)],
+                                deadline,
+                            )
+                            .await?;
                         match ledger::classify_single(&errors) {
                             Ok(()) => Ok(RefundOutcome::Transferred),
                             Err(code) => Err(Stop::Fatal(Error::Anomaly(format!("refund transfer: {code}")))),
                         }
                     }
                     RefundAction::RecordCleared => {
-                        let cleared_at = r.cleared_at.ok_or_else(|| Error::Anomaly("refund without cleared_at".into()))?;
+                        let cleared_at = r
+                            .cleared_at
+                            .ok_or_else(|| Error::Anomaly("refund without cleared_at".into()))?;
                         let item = ClearedItem {
                             item_id: ids::derive(r.id, IdStep::SettlementItem).to_string(),
                             kind: ItemKind::Refund as i32,
@@ -634,7 +819,9 @@ impl Engine {
                     RefundAction::Nothing => unreachable!(),
                 }
             }
-            .instrument(tracing::info_span!("refund.step", action = name, refund.id = %r.id, payment.id = %p.id))
+            .instrument(
+                tracing::info_span!("refund.step", action = name, refund.id = %r.id, payment.id = %p.id),
+            )
             .await;
             let outcome = match result {
                 Ok(o) => o,
@@ -649,8 +836,12 @@ impl Engine {
                 }
             };
             self.metrics.record_step(name, "ok", started.elapsed());
-            let next = refund::apply_refund(&r.state, outcome.clone())
-                .ok_or_else(|| Error::Anomaly(format!("refund outcome {outcome:?} cannot follow {:?}", r.state.step)))?;
+            let next = refund::apply_refund(&r.state, outcome.clone()).ok_or_else(|| {
+                Error::Anomaly(format!(
+                    "refund outcome {outcome:?} cannot follow {:?}",
+                    r.state.step
+                ))
+            })?;
             match self.store.save_refund(&r, owner, &next).await? {
                 Some(row) => r = row,
                 None => {
@@ -659,7 +850,8 @@ impl Engine {
                 }
             }
             if r.state.status != PayStatus::Pending {
-                self.metrics.record_final("refund", r.state.status.name(), &r.state.failure_reason);
+                self.metrics
+                    .record_final("refund", r.state.status.name(), &r.state.failure_reason);
             }
         }
     }

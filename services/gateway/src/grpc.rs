@@ -8,9 +8,9 @@ use payplane_core::{Violations, ids};
 use payplane_proto::{
     common::v1::Money,
     payment::v1::{
-        CreatePaymentRequest, CreatePaymentResponse, GetPaymentRequest, GetPaymentResponse, ListPaymentsRequest,
-        ListPaymentsResponse, Payment, PaymentStatus, Refund, RefundPaymentRequest, RefundPaymentResponse,
-        payment_service_server::PaymentService,
+        CreatePaymentRequest, CreatePaymentResponse, GetPaymentRequest, GetPaymentResponse,
+        ListPaymentsRequest, ListPaymentsResponse, Payment, PaymentStatus, Refund, RefundPaymentRequest,
+        RefundPaymentResponse, payment_service_server::PaymentService,
     },
 };
 use tonic::{Request, Response, Status as GrpcStatus, metadata::MetadataValue};
@@ -33,7 +33,10 @@ pub struct PaymentApi {
 
 impl PaymentApi {
     pub fn new(engine: SharedEngine, merchants: MerchantRegistry) -> Self {
-        Self { engine, merchants: Arc::new(merchants) }
+        Self {
+            engine,
+            merchants: Arc::new(merchants),
+        }
     }
 }
 
@@ -44,7 +47,11 @@ pub fn current_trace_id() -> String {
     let cx = tracing::Span::current().context();
     let span = cx.span();
     let sc = span.span_context();
-    if sc.is_valid() { sc.trace_id().to_string() } else { String::new() }
+    if sc.is_valid() {
+        sc.trace_id().to_string()
+    } else {
+        String::new()
+    }
 }
 
 fn with_trace_id<T>(body: T, trace_id: &str) -> Response<T> {
@@ -58,7 +65,10 @@ fn with_trace_id<T>(body: T, trace_id: &str) -> Response<T> {
 }
 
 fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp { seconds: t.timestamp(), nanos: t.timestamp_subsec_nanos() as i32 }
+    prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: t.timestamp_subsec_nanos() as i32,
+    }
 }
 
 fn from_timestamp(field: &str, ts: &prost_types::Timestamp, v: &mut Violations) -> Option<DateTime<Utc>> {
@@ -81,7 +91,10 @@ fn refund_to_proto(r: &RefundRow, currency: &str) -> Refund {
     Refund {
         refund_id: r.id.to_string(),
         idempotency_key: r.idempotency_key.clone(),
-        amount: Some(Money { minor_units: r.amount, currency: currency.to_string() }),
+        amount: Some(Money {
+            minor_units: r.amount,
+            currency: currency.to_string(),
+        }),
         status: proto_status(r.state.status) as i32,
         failure_reason: r.state.failure_reason.clone(),
         created_at: Some(timestamp(r.created_at)),
@@ -90,8 +103,17 @@ fn refund_to_proto(r: &RefundRow, currency: &str) -> Refund {
 
 pub fn payment_to_proto(p: &PaymentRow, refunds: &[RefundRow]) -> Payment {
     let currency = p.request.currency.code();
-    let money = |minor_units| Some(Money { minor_units, currency: currency.to_string() });
-    let refunded: i64 = refunds.iter().filter(|r| r.state.status == Status::Succeeded).map(|r| r.amount).sum();
+    let money = |minor_units| {
+        Some(Money {
+            minor_units,
+            currency: currency.to_string(),
+        })
+    };
+    let refunded: i64 = refunds
+        .iter()
+        .filter(|r| r.state.status == Status::Succeeded)
+        .map(|r| r.amount)
+        .sum();
     Payment {
         payment_id: p.id.to_string(),
         idempotency_key: p.request.idempotency_key.clone(),
@@ -121,14 +143,20 @@ fn encode_cursor(c: &Cursor) -> String {
 
 fn decode_cursor(token: &str) -> Option<Cursor> {
     let (micros, id) = token.split_once('.')?;
-    Some(Cursor { created_at: DateTime::from_timestamp_micros(micros.parse().ok()?)?, payment_id: ids::parse(id).ok()? })
+    Some(Cursor {
+        created_at: DateTime::from_timestamp_micros(micros.parse().ok()?)?,
+        payment_id: ids::parse(id).ok()?,
+    })
 }
 
 fn check_key(v: &mut Violations, key: &str) {
     if key.is_empty() {
         v.add("idempotency_key", "is required");
     } else if key.len() > 128 || !key.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
-        v.add("idempotency_key", "must be 1 to 128 printable ASCII characters without spaces");
+        v.add(
+            "idempotency_key",
+            "must be 1 to 128 printable ASCII characters without spaces",
+        );
     }
 }
 
@@ -143,8 +171,19 @@ impl PaymentService for PaymentApi {
         async {
             let new = NewPayment::validate(request.get_ref(), &self.merchants).map_err(Error::Invalid)?;
             let (payment, replayed) = self.engine.create(new, &trace_id).await?;
-            let refunds = if replayed { self.engine.store().refunds_of(payment.id).await.map_err(Error::from)? } else { vec![] };
-            let body = CreatePaymentResponse { payment: Some(payment_to_proto(&payment, &refunds)), replayed };
+            let refunds = if replayed {
+                self.engine
+                    .store()
+                    .refunds_of(payment.id)
+                    .await
+                    .map_err(Error::from)?
+            } else {
+                vec![]
+            };
+            let body = CreatePaymentResponse {
+                payment: Some(payment_to_proto(&payment, &refunds)),
+                replayed,
+            };
             Ok(with_trace_id(body, &trace_id))
         }
         .instrument(span.clone())
@@ -152,7 +191,10 @@ impl PaymentService for PaymentApi {
         .map_err(|e: Error| GrpcStatus::from(e))
     }
 
-    async fn get_payment(&self, request: Request<GetPaymentRequest>) -> Result<Response<GetPaymentResponse>, GrpcStatus> {
+    async fn get_payment(
+        &self,
+        request: Request<GetPaymentRequest>,
+    ) -> Result<Response<GetPaymentResponse>, GrpcStatus> {
         let trace_id = current_trace_id();
         let mut v = Violations::new();
         let id = v.id("payment_id", &request.get_ref().payment_id);
@@ -161,9 +203,18 @@ impl PaymentService for PaymentApi {
             _ => return Err(Error::Invalid(v).into()),
         };
         let store = self.engine.store();
-        let payment = store.get_payment(id).await.map_err(Error::from)?.ok_or_else(|| Error::NotFound(format!("payment {id} not found")))?;
+        let payment = store
+            .get_payment(id)
+            .await
+            .map_err(Error::from)?
+            .ok_or_else(|| Error::NotFound(format!("payment {id} not found")))?;
         let refunds = store.refunds_of(id).await.map_err(Error::from)?;
-        Ok(with_trace_id(GetPaymentResponse { payment: Some(payment_to_proto(&payment, &refunds)) }, &trace_id))
+        Ok(with_trace_id(
+            GetPaymentResponse {
+                payment: Some(payment_to_proto(&payment, &refunds)),
+            },
+            &trace_id,
+        ))
     }
 
     async fn list_payments(
@@ -174,7 +225,11 @@ impl PaymentService for PaymentApi {
         let req = request.get_ref();
         let mut v = Violations::new();
         v.name("merchant_id", &req.merchant_id);
-        let from = req.from_time.as_ref().and_then(|t| from_timestamp("from_time", t, &mut v)).unwrap_or(DateTime::UNIX_EPOCH);
+        let from = req
+            .from_time
+            .as_ref()
+            .and_then(|t| from_timestamp("from_time", t, &mut v))
+            .unwrap_or(DateTime::UNIX_EPOCH);
         let to = req
             .to_time
             .as_ref()
@@ -215,21 +270,41 @@ impl PaymentService for PaymentApi {
         }
         let store = self.engine.store();
         let rows = store
-            .list_payments(&req.merchant_id, from, to, status, cursor, i64::from(page_size) + 1)
+            .list_payments(
+                &req.merchant_id,
+                from,
+                to,
+                status,
+                cursor,
+                i64::from(page_size) + 1,
+            )
             .await
             .map_err(Error::from)?;
         let more = rows.len() > page_size as usize;
         let page = &rows[..rows.len().min(page_size as usize)];
         let next_page_token = match (more, page.last()) {
-            (true, Some(last)) => encode_cursor(&Cursor { created_at: last.created_at, payment_id: last.id }),
+            (true, Some(last)) => encode_cursor(&Cursor {
+                created_at: last.created_at,
+                payment_id: last.id,
+            }),
             _ => String::new(),
         };
         let mut payments = Vec::with_capacity(page.len());
         for p in page {
-            let refunds = if p.refund_reserved > 0 { store.refunds_of(p.id).await.map_err(Error::from)? } else { vec![] };
+            let refunds = if p.refund_reserved > 0 {
+                store.refunds_of(p.id).await.map_err(Error::from)?
+            } else {
+                vec![]
+            };
             payments.push(payment_to_proto(p, &refunds));
         }
-        Ok(with_trace_id(ListPaymentsResponse { payments, next_page_token }, &trace_id))
+        Ok(with_trace_id(
+            ListPaymentsResponse {
+                payments,
+                next_page_token,
+            },
+            &trace_id,
+        ))
     }
 
     async fn refund_payment(
@@ -255,19 +330,34 @@ impl PaymentService for PaymentApi {
                 _ => return Err(Error::Invalid(v)),
             };
             let store = self.engine.store();
-            let payment = store.get_payment(id).await?.ok_or_else(|| Error::NotFound(format!("payment {id} not found")))?;
+            let payment = store
+                .get_payment(id)
+                .await?
+                .ok_or_else(|| Error::NotFound(format!("payment {id} not found")))?;
             if let Some((_, currency)) = requested
                 && currency != payment.request.currency
             {
                 let mut v = Violations::new();
-                v.add("amount.currency", format!("must be the payment's currency {}", payment.request.currency));
+                v.add(
+                    "amount.currency",
+                    format!("must be the payment's currency {}", payment.request.currency),
+                );
                 return Err(Error::Invalid(v));
             }
             let (refund, replayed) = self
                 .engine
-                .refund(id, &req.idempotency_key, requested.map(|(units, _)| units), &req.reason, &trace_id)
+                .refund(
+                    id,
+                    &req.idempotency_key,
+                    requested.map(|(units, _)| units),
+                    &req.reason,
+                    &trace_id,
+                )
                 .await?;
-            let payment = store.get_payment(id).await?.ok_or_else(|| Error::NotFound(format!("payment {id} not found")))?;
+            let payment = store
+                .get_payment(id)
+                .await?
+                .ok_or_else(|| Error::NotFound(format!("payment {id} not found")))?;
             let refunds = store.refunds_of(id).await?;
             let currency = payment.request.currency.code();
             let body = RefundPaymentResponse {

@@ -10,8 +10,10 @@ use payplane_gateway::{
     store::{MIGRATOR, Store},
 };
 use payplane_proto::{
-    accounting::v1::ledger_service_client::LedgerServiceClient, channel::v1::channel_service_client::ChannelServiceClient,
-    payment::v1::payment_service_server::PaymentServiceServer, routing::v1::routing_service_client::RoutingServiceClient,
+    accounting::v1::ledger_service_client::LedgerServiceClient,
+    channel::v1::channel_service_client::ChannelServiceClient,
+    payment::v1::payment_service_server::PaymentServiceServer,
+    routing::v1::routing_service_client::RoutingServiceClient,
     settlement::v1::settlement_service_client::SettlementServiceClient,
 };
 use payplane_runtime::{GrpcServer, Target, balance, config, database, telemetry};
@@ -39,7 +41,11 @@ async fn main() -> anyhow::Result<()> {
         charge_deadline: config.charge_deadline,
         lease_margin: config.lease_margin,
         hold_timeout_secs: config.hold_timeout.as_secs().clamp(1, u64::from(u32::MAX)) as u32,
-        revision: if config.saga_revision == 1 { Revision::V1 } else { Revision::V2 },
+        revision: if config.saga_revision == 1 {
+            Revision::V1
+        } else {
+            Revision::V2
+        },
     };
     tracing::info!(?engine_config, merchants = %config.merchants, "gateway configured");
     let engine = Arc::new(Engine::new(Store::new(pool), clients, engine_config, metrics));

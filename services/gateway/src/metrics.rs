@@ -10,7 +10,9 @@ use prometheus_client::{
     registry::{Registry, Unit},
 };
 
-const STEP_BUCKETS: [f64; 14] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+const STEP_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FinalLabels {
@@ -73,15 +75,21 @@ impl GatewayMetrics {
     /// `kind`: `payment` or `refund`.
     pub fn record_final(&self, kind: &'static str, status: &'static str, reason: &str) {
         let reason = crate::domain::payment::reason_label(reason).to_string();
-        self.finals.get_or_create(&FinalLabels { kind, status, reason }).inc();
+        self.finals
+            .get_or_create(&FinalLabels { kind, status, reason })
+            .inc();
     }
 
     /// `result`: `ok`, `transient` (left for retry) or `error`.
     pub fn record_step(&self, action: &'static str, result: &'static str, elapsed: Duration) {
-        self.steps.get_or_create(&StepLabels { action, result }).observe(elapsed.as_secs_f64());
+        self.steps
+            .get_or_create(&StepLabels { action, result })
+            .observe(elapsed.as_secs_f64());
     }
 
     pub fn record_recovery(&self, kind: &'static str, action: &'static str) {
-        self.recovery.get_or_create(&RecoveryLabels { kind, action }).inc();
+        self.recovery
+            .get_or_create(&RecoveryLabels { kind, action })
+            .inc();
     }
 }

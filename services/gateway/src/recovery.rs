@@ -89,7 +89,9 @@ pub async fn pass(engine: &SharedEngine, cfg: &RecoveryConfig) -> crate::error::
                 Err(e) => return tracing::warn!(error = %e, "cannot load the refund's payment"),
             };
             match engine.drive_refund(r, &payment, owner).await {
-                Ok(r) if r.state.step == crate::domain::Step::Done => engine.metrics().record_recovery("refund", "finished"),
+                Ok(r) if r.state.step == crate::domain::Step::Done => {
+                    engine.metrics().record_recovery("refund", "finished")
+                }
                 Ok(_) => engine.metrics().record_recovery("refund", "still_in_flight"),
                 Err(e) => {
                     engine.metrics().record_recovery("refund", "error");

@@ -29,8 +29,12 @@ struct Counters {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kills_of_gateway_accounting_and_routing_under_load_leave_every_invariant_intact() -> anyhow::Result<()> {
-    let secs: u64 = std::env::var("FAULT_TEST_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(40);
+async fn kills_of_gateway_accounting_and_routing_under_load_leave_every_invariant_intact()
+-> anyhow::Result<()> {
+    let secs: u64 = std::env::var("FAULT_TEST_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(40);
     let mut platform = Platform::start(PlatformOptions {
         gateways: vec![(1, "0.1.0"), (2, "0.2.0")],
         ..Default::default()
@@ -50,7 +54,10 @@ async fn kills_of_gateway_accounting_and_routing_under_load_leave_every_invarian
     let counters = Arc::new(Counters::default());
     let mut clients = Vec::new();
     for task in 0..6u64 {
-        let gateways = [platform.gateway_client(0).await?, platform.gateway_client(1).await?];
+        let gateways = [
+            platform.gateway_client(0).await?,
+            platform.gateway_client(1).await?,
+        ];
         let (stop, counters) = (stop.clone(), counters.clone());
         clients.push(tokio::spawn(async move {
             let mut n = 0u64;
@@ -60,7 +67,12 @@ async fn kills_of_gateway_accounting_and_routing_under_load_leave_every_invarian
                     let mut rng = rand::rng();
                     (rng.random_range(100..200_000i64), rng.random_bool(0.3))
                 };
-                let mut req = payment(&format!("load-{task}-{n}"), if n % 2 == 0 { "m-001" } else { "m-002" }, amount, "CNY");
+                let mut req = payment(
+                    &format!("load-{task}-{n}"),
+                    if n % 2 == 0 { "m-001" } else { "m-002" },
+                    amount,
+                    "CNY",
+                );
                 req.payer_id = format!("payer-{}", n % 17);
                 if wallet {
                     req.method = PaymentMethod::Wallet as i32;
@@ -78,7 +90,10 @@ async fn kills_of_gateway_accounting_and_routing_under_load_leave_every_invarian
                                 let refund = RefundPaymentRequest {
                                     payment_id: p.payment_id,
                                     idempotency_key: format!("refund-{task}-{n}"),
-                                    amount: Some(Money { minor_units: amount / 3, currency: "CNY".into() }),
+                                    amount: Some(Money {
+                                        minor_units: amount / 3,
+                                        currency: "CNY".into(),
+                                    }),
                                     reason: "fault test".into(),
                                 };
                                 if gw.refund_payment(refund).await.is_ok() {
@@ -102,7 +117,11 @@ async fn kills_of_gateway_accounting_and_routing_under_load_leave_every_invarian
     while started.elapsed() < Duration::from_secs(secs) {
         let (pause, victim, down) = {
             let mut rng = rand::rng();
-            (rng.random_range(500..2500u64), rng.random_range(0..4usize), rng.random_range(100..1500u64))
+            (
+                rng.random_range(500..2500u64),
+                rng.random_range(0..4usize),
+                rng.random_range(100..1500u64),
+            )
         };
         tokio::time::sleep(Duration::from_millis(pause)).await;
         let proc = match victim {
@@ -135,8 +154,14 @@ async fn kills_of_gateway_accounting_and_routing_under_load_leave_every_invarian
     let report = platform.check().await?;
     println!("{report}");
     assert!(report.is_ok(), "{report}");
-    assert!(kills.iter().all(|k| *k >= 1) || secs < 20, "every kind of process was killed: {kills:?}");
-    assert!(report.succeeded >= 50, "too little load to mean anything: {report}");
+    assert!(
+        kills.iter().all(|k| *k >= 1) || secs < 20,
+        "every kind of process was killed: {kills:?}"
+    );
+    assert!(
+        report.succeeded >= 50,
+        "too little load to mean anything: {report}"
+    );
     assert!(report.failed >= 1, "declines were configured: {report}");
     Ok(())
 }

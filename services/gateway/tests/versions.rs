@@ -22,14 +22,24 @@ async fn n_and_n_minus_1_share_the_work_and_recover_each_others_payments() -> an
             c
         })
         .await?;
-    let clients = [platform.gateway_client(0).await?, platform.gateway_client(1).await?];
+    let clients = [
+        platform.gateway_client(0).await?,
+        platform.gateway_client(1).await?,
+    ];
     for i in 0..40i64 {
         let mut gw = clients[(i % 2) as usize].clone();
-        let p = gw.create_payment(payment(&format!("mixed-{i}"), "m-001", 1000 + i, "CNY")).await?.into_inner();
+        let p = gw
+            .create_payment(payment(&format!("mixed-{i}"), "m-001", 1000 + i, "CNY"))
+            .await?
+            .into_inner();
         assert_ne!(p.payment.unwrap().status(), PaymentStatus::Pending);
     }
     // A key first used on N-1 replays on N.
-    let replay = clients[1].clone().create_payment(payment("mixed-0", "m-001", 1000, "CNY")).await?.into_inner();
+    let replay = clients[1]
+        .clone()
+        .create_payment(payment("mixed-0", "m-001", 1000, "CNY"))
+        .await?
+        .into_inner();
     assert!(replay.replayed);
 
     // Each version leaves payments held (channel down), then dies; the other one finishes them.
@@ -40,13 +50,28 @@ async fn n_and_n_minus_1_share_the_work_and_recover_each_others_payments() -> an
                 c
             })
             .await?;
-        let p = clients[leaves].clone().create_payment(payment(key, "m-002", 4321, "CNY")).await?.into_inner().payment.unwrap();
-        assert_eq!((p.status(), p.step()), (PaymentStatus::Pending, PaymentStep::Held));
+        let p = clients[leaves]
+            .clone()
+            .create_payment(payment(key, "m-002", 4321, "CNY"))
+            .await?
+            .into_inner()
+            .payment
+            .unwrap();
+        assert_eq!(
+            (p.status(), p.step()),
+            (PaymentStatus::Pending, PaymentStep::Held)
+        );
         platform.gateways[leaves].kill();
         platform.configure_channels(|c| c).await?;
         platform.wait_until_final(Duration::from_secs(30)).await?;
         let other = 1 - leaves;
-        let p = clients[other].clone().get_payment(GetPaymentRequest { payment_id: p.payment_id }).await?.into_inner();
+        let p = clients[other]
+            .clone()
+            .get_payment(GetPaymentRequest {
+                payment_id: p.payment_id,
+            })
+            .await?
+            .into_inner();
         assert_eq!(p.payment.unwrap().failure_reason, "interrupted:not_charged");
         platform.gateways[leaves].start().await?;
     }

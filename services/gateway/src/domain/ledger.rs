@@ -8,7 +8,9 @@ use payplane_core::{
     accounts::{AccountRef, transfer_code},
     ids::{self, Step as IdStep},
 };
-use payplane_proto::accounting::v1::{Account, CreateTransferError, CreateTransferResult, Transfer, TransferFlags};
+use payplane_proto::accounting::v1::{
+    Account, CreateTransferError, CreateTransferResult, Transfer, TransferFlags,
+};
 use uuid::Uuid;
 
 /// What the ledger needs to know about a payment.
@@ -68,7 +70,10 @@ impl PaymentLegs<'_> {
             timeout: self.hold_timeout_secs,
             ledger: self.currency.ledger(),
             code: transfer_code::PAYMENT,
-            flags: Some(TransferFlags { pending: true, ..Default::default() }),
+            flags: Some(TransferFlags {
+                pending: true,
+                ..Default::default()
+            }),
             ..Default::default()
         }
     }
@@ -85,7 +90,11 @@ impl PaymentLegs<'_> {
             user_data_128: self.payment_id.to_string(),
             ledger: self.currency.ledger(),
             code: transfer_code::PAYMENT,
-            flags: Some(TransferFlags { post_pending_transfer: true, linked: with_fee, ..Default::default() }),
+            flags: Some(TransferFlags {
+                post_pending_transfer: true,
+                linked: with_fee,
+                ..Default::default()
+            }),
             ..Default::default()
         };
         let mut batch = vec![post];
@@ -114,7 +123,10 @@ impl PaymentLegs<'_> {
             user_data_128: self.payment_id.to_string(),
             ledger: self.currency.ledger(),
             code: transfer_code::PAYMENT,
-            flags: Some(TransferFlags { void_pending_transfer: true, ..Default::default() }),
+            flags: Some(TransferFlags {
+                void_pending_transfer: true,
+                ..Default::default()
+            }),
             ..Default::default()
         }
     }
@@ -137,13 +149,21 @@ pub fn refund_transfer(legs: &PaymentLegs<'_>, refund_id: Uuid, amount: i64) -> 
 /// An account as the gateway creates it: no balance limits (a payer's funding source and the
 /// clearing accounts legitimately go either way).
 pub fn account(r: &AccountRef) -> Account {
-    Account { id: r.id().to_string(), ledger: r.ledger(), code: r.kind.code(), ..Default::default() }
+    Account {
+        id: r.id().to_string(),
+        ledger: r.ledger(),
+        code: r.kind.code(),
+        ..Default::default()
+    }
 }
 
 /// `CREATE_TRANSFER_RESULT_PENDING_TRANSFER_EXPIRED` → `pending_transfer_expired`.
 pub fn result_code(result: i32) -> String {
     match CreateTransferResult::try_from(result) {
-        Ok(r) => r.as_str_name().trim_start_matches("CREATE_TRANSFER_RESULT_").to_ascii_lowercase(),
+        Ok(r) => r
+            .as_str_name()
+            .trim_start_matches("CREATE_TRANSFER_RESULT_")
+            .to_ascii_lowercase(),
         Err(_) => format!("result_{result}"),
     }
 }
@@ -214,8 +234,14 @@ pub fn classify_post(errors: &[CreateTransferError], batch_len: usize) -> PostRe
             | R::IdAlreadyFailed),
         ) => PostResult::Rejected(result_code(r as i32)),
         Some(R::LinkedEventFailed) | None => {
-            let other = results.iter().skip(1).flatten().find(|r| **r != R::LinkedEventFailed);
-            PostResult::Anomaly(other.map_or_else(|| "linked_event_failed".into(), |r| result_code(*r as i32)))
+            let other = results
+                .iter()
+                .skip(1)
+                .flatten()
+                .find(|r| **r != R::LinkedEventFailed);
+            PostResult::Anomaly(
+                other.map_or_else(|| "linked_event_failed".into(), |r| result_code(*r as i32)),
+            )
         }
         Some(r) => PostResult::Anomaly(result_code(r as i32)),
     }
@@ -264,7 +290,10 @@ mod tests {
     }
 
     fn err(index: u32, r: CreateTransferResult) -> CreateTransferError {
-        CreateTransferError { index, result: r as i32 }
+        CreateTransferError {
+            index,
+            result: r as i32,
+        }
     }
 
     #[test]
@@ -276,12 +305,20 @@ mod tests {
         assert_eq!((hold.amount, hold.timeout, hold.ledger), (1000, 300, 156));
         let batch = l.post_batch();
         assert_eq!(batch.len(), 2);
-        assert!(batch[0].flags.as_ref().unwrap().linked && batch[0].flags.as_ref().unwrap().post_pending_transfer);
+        assert!(
+            batch[0].flags.as_ref().unwrap().linked && batch[0].flags.as_ref().unwrap().post_pending_transfer
+        );
         assert_eq!(batch[0].pending_id, hold.id);
-        assert_eq!(batch[1].debit_account_id, hold.credit_account_id, "fee comes out of clearing");
+        assert_eq!(
+            batch[1].debit_account_id, hold.credit_account_id,
+            "fee comes out of clearing"
+        );
         assert_eq!(batch[1].amount, 12);
         assert_eq!(legs(0).post_batch().len(), 1);
-        assert!(!legs(0).post_batch()[0].flags.as_ref().unwrap().linked, "a lone event must not open a chain");
+        assert!(
+            !legs(0).post_batch()[0].flags.as_ref().unwrap().linked,
+            "a lone event must not open a chain"
+        );
         assert_eq!(l.accounts().len(), 3);
         let ids: std::collections::HashSet<_> = [l.hold_id(), l.post_id(), l.fee_id(), l.void_id()].into();
         assert_eq!(ids.len(), 4);
@@ -292,35 +329,70 @@ mod tests {
         use CreateTransferResult as R;
         assert_eq!(classify_hold(&[]), HoldResult::Held);
         assert_eq!(classify_hold(&[err(0, R::Exists)]), HoldResult::Held);
-        assert_eq!(classify_hold(&[err(0, R::DebitAccountNotFound)]), HoldResult::AccountsMissing);
-        assert_eq!(classify_hold(&[err(0, R::ExceedsCredits)]), HoldResult::Rejected("exceeds_credits".into()));
-        assert!(matches!(classify_hold(&[err(0, R::ExistsWithDifferentTimeout)]), HoldResult::Anomaly(_)));
+        assert_eq!(
+            classify_hold(&[err(0, R::DebitAccountNotFound)]),
+            HoldResult::AccountsMissing
+        );
+        assert_eq!(
+            classify_hold(&[err(0, R::ExceedsCredits)]),
+            HoldResult::Rejected("exceeds_credits".into())
+        );
+        assert!(matches!(
+            classify_hold(&[err(0, R::ExistsWithDifferentTimeout)]),
+            HoldResult::Anomaly(_)
+        ));
     }
 
     #[test]
     fn classifies_post_results() {
         use CreateTransferResult as R;
         assert_eq!(classify_post(&[], 2), PostResult::Posted);
-        assert_eq!(classify_post(&[err(0, R::Exists), err(1, R::LinkedEventFailed)], 2), PostResult::Posted);
-        assert_eq!(classify_post(&[err(0, R::LinkedEventFailed), err(1, R::Exists)], 2), PostResult::Posted);
         assert_eq!(
-            classify_post(&[err(0, R::PendingTransferExpired), err(1, R::LinkedEventFailed)], 2),
+            classify_post(&[err(0, R::Exists), err(1, R::LinkedEventFailed)], 2),
+            PostResult::Posted
+        );
+        assert_eq!(
+            classify_post(&[err(0, R::LinkedEventFailed), err(1, R::Exists)], 2),
+            PostResult::Posted
+        );
+        assert_eq!(
+            classify_post(
+                &[err(0, R::PendingTransferExpired), err(1, R::LinkedEventFailed)],
+                2
+            ),
             PostResult::Rejected("pending_transfer_expired".into())
         );
-        assert_eq!(classify_post(&[err(0, R::IdAlreadyFailed)], 1), PostResult::Rejected("id_already_failed".into()));
         assert_eq!(
-            classify_post(&[err(0, R::LinkedEventFailed), err(1, R::CreditAccountNotFound)], 2),
+            classify_post(&[err(0, R::IdAlreadyFailed)], 1),
+            PostResult::Rejected("id_already_failed".into())
+        );
+        assert_eq!(
+            classify_post(
+                &[err(0, R::LinkedEventFailed), err(1, R::CreditAccountNotFound)],
+                2
+            ),
             PostResult::Anomaly("credit_account_not_found".into())
         );
-        assert!(matches!(classify_post(&[err(0, R::PendingTransferAlreadyPosted)], 1), PostResult::Anomaly(_)));
+        assert!(matches!(
+            classify_post(&[err(0, R::PendingTransferAlreadyPosted)], 1),
+            PostResult::Anomaly(_)
+        ));
     }
 
     #[test]
     fn classifies_void_results() {
         use CreateTransferResult as R;
-        for ok in [R::Exists, R::PendingTransferExpired, R::PendingTransferNotFound, R::PendingTransferAlreadyVoided] {
+        for ok in [
+            R::Exists,
+            R::PendingTransferExpired,
+            R::PendingTransferNotFound,
+            R::PendingTransferAlreadyVoided,
+        ] {
             assert_eq!(classify_void(&[err(0, ok)]), Ok(()), "{ok:?}");
         }
-        assert_eq!(classify_void(&[err(0, R::PendingTransferAlreadyPosted)]), Err("pending_transfer_already_posted".into()));
+        assert_eq!(
+            classify_void(&[err(0, R::PendingTransferAlreadyPosted)]),
+            Err("pending_transfer_already_posted".into())
+        );
     }
 }

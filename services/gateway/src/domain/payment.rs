@@ -52,7 +52,13 @@ impl MerchantRegistry {
         if spec.trim() == "*" {
             return MerchantRegistry::Any;
         }
-        MerchantRegistry::Listed(spec.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect())
+        MerchantRegistry::Listed(
+            spec.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect(),
+        )
     }
 
     pub fn knows(&self, merchant: &str) -> bool {
@@ -84,7 +90,10 @@ impl NewPayment {
         if key.is_empty() {
             v.add("idempotency_key", "is required");
         } else if key.len() > 128 || !key.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
-            v.add("idempotency_key", "must be 1 to 128 printable ASCII characters without spaces");
+            v.add(
+                "idempotency_key",
+                "must be 1 to 128 printable ASCII characters without spaces",
+            );
         }
         v.name("payer_id", &req.payer_id);
         v.name("merchant_id", &req.merchant_id);
@@ -103,10 +112,20 @@ impl NewPayment {
                 None
             }
         };
-        if req.scene.len() > 64 || !req.scene.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
-            v.add("scene", "must be at most 64 characters of letters, digits, '.', '_' or '-'");
+        if req.scene.len() > 64
+            || !req
+                .scene
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        {
+            v.add(
+                "scene",
+                "must be at most 64 characters of letters, digits, '.', '_' or '-'",
+            );
         }
-        if !req.card_bin.is_empty() && (!(6..=8).contains(&req.card_bin.len()) || !req.card_bin.bytes().all(|b| b.is_ascii_digit())) {
+        if !req.card_bin.is_empty()
+            && (!(6..=8).contains(&req.card_bin.len()) || !req.card_bin.bytes().all(|b| b.is_ascii_digit()))
+        {
             v.add("card_bin", "must be the first 6 to 8 digits of the card");
         }
         match (v.is_empty(), money, method) {
@@ -164,7 +183,11 @@ pub fn slug(reason: &str) -> String {
         }
     }
     let trimmed = out.trim_end_matches('_');
-    if trimmed.is_empty() { "unknown".to_string() } else { trimmed.to_string() }
+    if trimmed.is_empty() {
+        "unknown".to_string()
+    } else {
+        trimmed.to_string()
+    }
 }
 
 /// The metric label of a failure reason: its first segment (`declined`, `no_route`, ...), so that
@@ -184,7 +207,10 @@ mod tests {
             idempotency_key: "k-1".into(),
             payer_id: "p-1".into(),
             merchant_id: "m-001".into(),
-            amount: Some(Money { minor_units: 1234, currency: "CNY".into() }),
+            amount: Some(Money {
+                minor_units: 1234,
+                currency: "CNY".into(),
+            }),
             method: PaymentMethod::DebitCard as i32,
             scene: "ecommerce".into(),
             card_bin: "622848".into(),
@@ -198,20 +224,33 @@ mod tests {
     #[test]
     fn accepts_a_good_request() {
         let p = NewPayment::validate(&request(), &registry()).unwrap();
-        assert_eq!((p.amount, p.currency.code(), p.method), (1234, "CNY", PaymentMethod::DebitCard));
+        assert_eq!(
+            (p.amount, p.currency.code(), p.method),
+            (1234, "CNY", PaymentMethod::DebitCard)
+        );
     }
 
     #[test]
     fn names_every_bad_field() {
         let mut r = request();
-        r.amount = Some(Money { minor_units: -5, currency: "XXX".into() });
+        r.amount = Some(Money {
+            minor_units: -5,
+            currency: "XXX".into(),
+        });
         r.merchant_id = "m-999".into();
         r.method = 42;
         r.idempotency_key = String::new();
         r.card_bin = "12".into();
         let v = NewPayment::validate(&r, &registry()).unwrap_err();
         let fields: Vec<_> = v.iter().map(|f| f.field.as_str()).collect();
-        for f in ["idempotency_key", "merchant_id", "amount.currency", "amount.minor_units", "method", "card_bin"] {
+        for f in [
+            "idempotency_key",
+            "merchant_id",
+            "amount.currency",
+            "amount.minor_units",
+            "method",
+            "card_bin",
+        ] {
             assert!(fields.contains(&f), "{f} missing from {fields:?}");
         }
         let msg = v.into_status().message().to_string();
@@ -221,11 +260,17 @@ mod tests {
     #[test]
     fn zero_amount_and_unspecified_method_are_rejected() {
         let mut r = request();
-        r.amount = Some(Money { minor_units: 0, currency: "CNY".into() });
+        r.amount = Some(Money {
+            minor_units: 0,
+            currency: "CNY".into(),
+        });
         r.method = 0;
         let v = NewPayment::validate(&r, &registry()).unwrap_err();
         let fields: Vec<_> = v.iter().map(|f| f.field.clone()).collect();
-        assert_eq!(fields, vec!["amount.minor_units".to_string(), "method".to_string()]);
+        assert_eq!(
+            fields,
+            vec!["amount.minor_units".to_string(), "method".to_string()]
+        );
     }
 
     #[test]
@@ -250,7 +295,10 @@ mod tests {
 
     #[test]
     fn slugs_are_stable_codes() {
-        assert_eq!(slug("No channel serves currency JPY!"), "no_channel_serves_currency_jpy");
+        assert_eq!(
+            slug("No channel serves currency JPY!"),
+            "no_channel_serves_currency_jpy"
+        );
         assert_eq!(slug("   "), "unknown");
         assert!(slug(&"x".repeat(200)).len() <= 48);
         assert_eq!(reason_label("declined:insufficient_funds"), "declined");

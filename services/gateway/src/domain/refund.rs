@@ -10,7 +10,7 @@
 //! is always wanted once accepted, so the recovery loop simply re-sends each step (idempotent by
 //! ids derived from the refund id).
 
-use super::{payment::slug, saga::Step, Status};
+use super::{Status, payment::slug, saga::Step};
 
 /// What may still be refunded of `amount` when `reserved` is already refunded or being refunded.
 pub fn amount_left(amount: i64, reserved: i64) -> i64 {
@@ -27,7 +27,12 @@ pub enum RefundRefusal {
 
 /// Checks a refund of `requested` (None = all that is left) against the payment; returns the
 /// amount to refund.
-pub fn admit(status: Status, amount: i64, reserved: i64, requested: Option<i64>) -> Result<i64, RefundRefusal> {
+pub fn admit(
+    status: Status,
+    amount: i64,
+    reserved: i64,
+    requested: Option<i64>,
+) -> Result<i64, RefundRefusal> {
     if status != Status::Succeeded {
         return Err(RefundRefusal::NotSucceeded(status));
     }
@@ -105,9 +110,18 @@ mod tests {
         assert_eq!(admit(Status::Succeeded, 1000, 0, None), Ok(1000));
         assert_eq!(admit(Status::Succeeded, 1000, 300, None), Ok(700));
         assert_eq!(admit(Status::Succeeded, 1000, 300, Some(700)), Ok(700));
-        assert_eq!(admit(Status::Succeeded, 1000, 300, Some(701)), Err(RefundRefusal::ExceedsLeft { left: 700 }));
-        assert_eq!(admit(Status::Succeeded, 1000, 1000, None), Err(RefundRefusal::NothingLeft));
-        assert_eq!(admit(Status::Failed, 1000, 0, None), Err(RefundRefusal::NotSucceeded(Status::Failed)));
+        assert_eq!(
+            admit(Status::Succeeded, 1000, 300, Some(701)),
+            Err(RefundRefusal::ExceedsLeft { left: 700 })
+        );
+        assert_eq!(
+            admit(Status::Succeeded, 1000, 1000, None),
+            Err(RefundRefusal::NothingLeft)
+        );
+        assert_eq!(
+            admit(Status::Failed, 1000, 0, None),
+            Err(RefundRefusal::NotSucceeded(Status::Failed))
+        );
     }
 
     #[test]
@@ -118,19 +132,39 @@ mod tests {
             channel_reference: String::new(),
             failure_reason: String::new(),
         };
-        let declined = apply_refund(&s, RefundOutcome::Declined { code: "Too late".into() }).unwrap();
-        assert_eq!((declined.status, declined.failure_reason.as_str()), (Status::Failed, "declined:too_late"));
+        let declined = apply_refund(
+            &s,
+            RefundOutcome::Declined {
+                code: "Too late".into(),
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            (declined.status, declined.failure_reason.as_str()),
+            (Status::Failed, "declined:too_late")
+        );
         assert_eq!(next_refund_action(&declined), RefundAction::Nothing);
         for (action, outcome) in [
-            (RefundAction::ChannelRefund, RefundOutcome::Approved { reference: "r".into() }),
+            (
+                RefundAction::ChannelRefund,
+                RefundOutcome::Approved {
+                    reference: "r".into(),
+                },
+            ),
             (RefundAction::LedgerTransfer, RefundOutcome::Transferred),
             (RefundAction::RecordCleared, RefundOutcome::Recorded),
         ] {
             assert_eq!(next_refund_action(&s), action);
-            assert_eq!(apply_refund(&s, RefundOutcome::Recorded).is_some(), action == RefundAction::RecordCleared);
+            assert_eq!(
+                apply_refund(&s, RefundOutcome::Recorded).is_some(),
+                action == RefundAction::RecordCleared
+            );
             s = apply_refund(&s, outcome).unwrap();
         }
-        assert_eq!((s.step, s.status, s.channel_reference.as_str()), (Step::Done, Status::Succeeded, "r"));
+        assert_eq!(
+            (s.step, s.status, s.channel_reference.as_str()),
+            (Step::Done, Status::Succeeded, "r")
+        );
         assert_eq!(next_refund_action(&s), RefundAction::Nothing);
     }
 }

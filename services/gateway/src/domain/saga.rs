@@ -173,23 +173,36 @@ impl Action {
 /// state stays as it is and the action is retried, by the request or by the recovery loop.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    Routed { channel_id: String, fee: i64 },
+    Routed {
+        channel_id: String,
+        fee: i64,
+    },
     /// Routing answered that no channel can take the payment.
-    NoRoute { reason: String },
+    NoRoute {
+        reason: String,
+    },
     /// Routing could not be reached within the budget (live); nothing was sent anywhere else.
     RoutingUnavailable,
     /// The hold exists (created now or before).
     Held,
     /// The ledger refused the hold (a business rule); nothing is held.
-    HoldRejected { code: String },
-    Approved { reference: String },
-    Declined { code: String },
+    HoldRejected {
+        code: String,
+    },
+    Approved {
+        reference: String,
+    },
+    Declined {
+        code: String,
+    },
     /// The channel has no record of the charge: it never happened.
     NotCharged,
     /// The hold and the fee leg are posted (now or before).
     Posted,
     /// The hold can no longer be posted (expired or voided).
-    PostRejected { code: String },
+    PostRejected {
+        code: String,
+    },
     /// The hold is no longer pending (voided now or before, or expired).
     Voided,
     /// The settlement item is recorded (now or before).
@@ -210,7 +223,12 @@ pub struct Unexpected {
 
 impl fmt::Display for Unexpected {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "outcome {:?} cannot follow step {}", self.outcome, self.step.name())
+        write!(
+            f,
+            "outcome {:?} cannot follow step {}",
+            self.outcome,
+            self.step.name()
+        )
     }
 }
 
@@ -250,11 +268,15 @@ pub fn apply(state: &SagaState, outcome: Outcome, revision: Revision) -> Result<
             next.channel_id = channel_id;
             next.fee = fee;
         }
-        (Step::Accepted, Outcome::NoRoute { reason }) => fail(&mut next, format!("no_route:{}", slug(&reason))),
+        (Step::Accepted, Outcome::NoRoute { reason }) => {
+            fail(&mut next, format!("no_route:{}", slug(&reason)))
+        }
         (Step::Accepted, Outcome::RoutingUnavailable) => fail(&mut next, "routing_unavailable".into()),
         (Step::Accepted, Outcome::Abandoned) => fail(&mut next, "interrupted:before_hold".into()),
         (Step::Routed, Outcome::Held) => next.step = Step::Held,
-        (Step::Routed, Outcome::HoldRejected { code }) => fail(&mut next, format!("ledger_rejected:{}", slug(&code))),
+        (Step::Routed, Outcome::HoldRejected { code }) => {
+            fail(&mut next, format!("ledger_rejected:{}", slug(&code)))
+        }
         (Step::Routed, Outcome::Voided) => {
             next.failure_reason = "interrupted:before_charge".into();
             finish_failed(&mut next, revision);

@@ -186,7 +186,10 @@ impl Store {
     }
 
     pub async fn get_payment(&self, id: Uuid) -> Result<Option<PaymentRow>> {
-        let row = sqlx::query("SELECT * FROM payments WHERE payment_id = $1").bind(id).fetch_optional(&self.pool).await?;
+        let row = sqlx::query("SELECT * FROM payments WHERE payment_id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(payment_from_row).transpose()
     }
 
@@ -255,7 +258,10 @@ impl Store {
         cursor: Option<Cursor>,
         limit: i64,
     ) -> Result<Vec<PaymentRow>> {
-        let cursor = cursor.unwrap_or(Cursor { created_at: to, payment_id: Uuid::max() });
+        let cursor = cursor.unwrap_or(Cursor {
+            created_at: to,
+            payment_id: Uuid::max(),
+        });
         let rows = sqlx::query(
             "SELECT * FROM payments
              WHERE merchant_id = $1 AND created_at >= $2 AND created_at < $3
@@ -312,25 +318,39 @@ impl Store {
         if let Some(existing) = existing {
             let existing = refund_from_row(&existing)?;
             if requested.is_some_and(|r| r != existing.amount) {
-                return Err(Error::IdempotencyConflict { key: key.to_string(), field: "amount.minor_units" });
+                return Err(Error::IdempotencyConflict {
+                    key: key.to_string(),
+                    field: "amount.minor_units",
+                });
             }
             if existing.reason != reason {
-                return Err(Error::IdempotencyConflict { key: key.to_string(), field: "reason" });
+                return Err(Error::IdempotencyConflict {
+                    key: key.to_string(),
+                    field: "reason",
+                });
             }
             return Ok(RefundInserted::Existing(existing, payment));
         }
         let currency = payment.request.currency;
-        let amount = refund::admit(payment.saga.status, payment.request.amount, payment.refund_reserved, requested)
-            .map_err(|refusal| match refusal {
-                RefundRefusal::NotSucceeded(s) => {
-                    Error::Precondition(format!("payment {payment_id} is {}; only succeeded payments can be refunded", s.name()))
-                }
-                RefundRefusal::ExceedsLeft { left } => Error::Precondition(format!(
-                    "amount exceeds what is left to refund: {} {currency} left ({left} minor units)",
-                    currency.format_minor(left)
-                )),
-                RefundRefusal::NothingLeft => Error::Precondition(format!("payment {payment_id} is fully refunded")),
-            })?;
+        let amount = refund::admit(
+            payment.saga.status,
+            payment.request.amount,
+            payment.refund_reserved,
+            requested,
+        )
+        .map_err(|refusal| match refusal {
+            RefundRefusal::NotSucceeded(s) => Error::Precondition(format!(
+                "payment {payment_id} is {}; only succeeded payments can be refunded",
+                s.name()
+            )),
+            RefundRefusal::ExceedsLeft { left } => Error::Precondition(format!(
+                "amount exceeds what is left to refund: {} {currency} left ({left} minor units)",
+                currency.format_minor(left)
+            )),
+            RefundRefusal::NothingLeft => {
+                Error::Precondition(format!("payment {payment_id} is fully refunded"))
+            }
+        })?;
         let refund_id = payplane_core::ids::new_time_ordered();
         let row = sqlx::query(
             "INSERT INTO refunds (refund_id, payment_id, idempotency_key, amount_minor, reason, status, step,
@@ -358,12 +378,20 @@ impl Store {
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(RefundInserted::New(refund_from_row(&row)?, payment_from_row(&payment)?))
+        Ok(RefundInserted::New(
+            refund_from_row(&row)?,
+            payment_from_row(&payment)?,
+        ))
     }
 
     /// Persists a refund's state if `owner` holds its lease; a failed refund releases its
     /// reservation in the same transaction.
-    pub async fn save_refund(&self, refund: &RefundRow, owner: Uuid, s: &RefundState) -> Result<Option<RefundRow>> {
+    pub async fn save_refund(
+        &self,
+        refund: &RefundRow,
+        owner: Uuid,
+        s: &RefundState,
+    ) -> Result<Option<RefundRow>> {
         let mut tx = self.pool.begin().await?;
         let row = sqlx::query(
             "UPDATE refunds SET step = $3, status = $4, channel_reference = $5, failure_reason = $6,

@@ -14,7 +14,9 @@ use std::{
 use anyhow::{Context, Result, bail};
 use payplane_gateway::checker::{self, Endpoints, Report};
 use payplane_proto::{
-    channel::v1::{ChannelConfig, ConfigureChannelRequest, channel_admin_service_client::ChannelAdminServiceClient},
+    channel::v1::{
+        ChannelConfig, ConfigureChannelRequest, channel_admin_service_client::ChannelAdminServiceClient,
+    },
     common::v1::{Money, PaymentMethod},
     payment::v1::{CreatePaymentRequest, payment_service_client::PaymentServiceClient},
 };
@@ -58,14 +60,19 @@ impl Proc {
         cmd.env("GRPC_ADDR", self.grpc_addr.to_string())
             .env("ADMIN_ADDR", self.admin_addr.to_string())
             .env("LOG_FORMAT", "text")
-            .env("RUST_LOG", std::env::var("SERVICE_LOG").unwrap_or_else(|_| "warn".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("SERVICE_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             // Exported only when a test asks for it (in its env), to spare the CPU.
             .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
             .stdin(Stdio::null());
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
-        let child = cmd.spawn().with_context(|| format!("starting {}", path.display()))?;
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", path.display()))?;
         self.child = Some(child);
         self.starts += 1;
         if let Err(e) = wait_for_serving(self.grpc_addr, Duration::from_secs(60)).await {
@@ -97,7 +104,10 @@ impl Drop for Proc {
 }
 
 pub fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 pub struct PlatformOptions {
@@ -122,15 +132,16 @@ impl Default for PlatformOptions {
     }
 }
 
+/// Fields drop in order: the processes stop before their databases are dropped.
 pub struct Platform {
-    pub gateway_db: TestDatabase,
-    accounting_db: TestDatabase,
-    settlement_db: TestDatabase,
+    pub gateways: Vec<Proc>,
     pub routing: Proc,
     pub accounting: Proc,
     pub settlement: Proc,
     pub channel: Proc,
-    pub gateways: Vec<Proc>,
+    pub gateway_db: TestDatabase,
+    accounting_db: TestDatabase,
+    settlement_db: TestDatabase,
 }
 
 fn routing_policy() -> PathBuf {
@@ -148,14 +159,24 @@ impl Platform {
             "routing",
             env(&[("POLICY_FILE", routing_policy().to_str().context("policy path")?)]),
         )?;
-        let mut accounting = Proc::new("accounting", "accounting", env(&[("DATABASE_URL", accounting_db.url())]))?;
+        let mut accounting = Proc::new(
+            "accounting",
+            "accounting",
+            env(&[("DATABASE_URL", accounting_db.url())]),
+        )?;
         let mut settlement = Proc::new(
             "settlement",
             "settlement",
-            env(&[("DATABASE_URL", settlement_db.url()), ("ACCOUNTING_TARGET", &accounting.grpc_addr.to_string())]),
+            env(&[
+                ("DATABASE_URL", settlement_db.url()),
+                ("ACCOUNTING_TARGET", &accounting.grpc_addr.to_string()),
+            ]),
         )?;
         let mut channel = Proc::new("channel-sim", "channel-sim", env(&[("CHANNEL_SIM_SEED", "7")]))?;
-        let otlp = opts.otlp_endpoint.iter().map(|e| ("OTEL_EXPORTER_OTLP_ENDPOINT".to_string(), e.clone()));
+        let otlp = opts
+            .otlp_endpoint
+            .iter()
+            .map(|e| ("OTEL_EXPORTER_OTLP_ENDPOINT".to_string(), e.clone()));
         for p in [&mut routing, &mut accounting, &mut settlement, &mut channel] {
             p.env.extend(otlp.clone());
         }
@@ -189,7 +210,16 @@ impl Platform {
             g.start().await?;
             gateways.push(g);
         }
-        let platform = Self { gateway_db, accounting_db, settlement_db, routing, accounting, settlement, channel, gateways };
+        let platform = Self {
+            gateway_db,
+            accounting_db,
+            settlement_db,
+            routing,
+            accounting,
+            settlement,
+            channel,
+            gateways,
+        };
         platform.configure_channels(|c| c).await?;
         Ok(platform)
     }
@@ -215,13 +245,21 @@ impl Platform {
                 error_rate: 0.0,
                 outage: false,
             };
-            admin.configure_channel(ConfigureChannelRequest { config: Some(f(base)) }).await?;
+            admin
+                .configure_channel(ConfigureChannelRequest {
+                    config: Some(f(base)),
+                })
+                .await?;
         }
         Ok(())
     }
 
     pub fn endpoints(&self) -> Endpoints {
-        Endpoints { accounting: self.accounting.url(), settlement: self.settlement.url(), channel: self.channel.url() }
+        Endpoints {
+            accounting: self.accounting.url(),
+            settlement: self.settlement.url(),
+            channel: self.channel.url(),
+        }
     }
 
     pub async fn pool(&self) -> Result<PgPool> {
@@ -261,7 +299,10 @@ pub fn payment(key: &str, merchant: &str, amount: i64, currency: &str) -> Create
         idempotency_key: key.to_string(),
         payer_id: "payer-1".to_string(),
         merchant_id: merchant.to_string(),
-        amount: Some(Money { minor_units: amount, currency: currency.to_string() }),
+        amount: Some(Money {
+            minor_units: amount,
+            currency: currency.to_string(),
+        }),
         method: PaymentMethod::DebitCard as i32,
         scene: "ecommerce".to_string(),
         card_bin: "622848".to_string(),

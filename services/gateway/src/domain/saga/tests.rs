@@ -71,13 +71,20 @@ impl World {
     fn perform(&mut self, action: Action) -> Result<Outcome, ()> {
         Ok(match action {
             Action::Route => match self.routing {
-                RoutingMode::Up => Outcome::Routed { channel_id: "unionpay".into(), fee: 12 },
-                RoutingMode::NoRoute => Outcome::NoRoute { reason: "currency JPY".into() },
+                RoutingMode::Up => Outcome::Routed {
+                    channel_id: "unionpay".into(),
+                    fee: 12,
+                },
+                RoutingMode::NoRoute => Outcome::NoRoute {
+                    reason: "currency JPY".into(),
+                },
                 RoutingMode::Down => return Err(()),
             },
             Action::Hold => {
                 if self.failed_ids.contains("hold") {
-                    return Ok(Outcome::HoldRejected { code: "id_already_failed".into() });
+                    return Ok(Outcome::HoldRejected {
+                        code: "id_already_failed".into(),
+                    });
                 }
                 if self.hold.is_none() {
                     self.hold = Some(Hold::Pending);
@@ -104,7 +111,9 @@ impl World {
                     return Ok(Outcome::Posted);
                 }
                 if self.failed_ids.contains("post") {
-                    return Ok(Outcome::PostRejected { code: "id_already_failed".into() });
+                    return Ok(Outcome::PostRejected {
+                        code: "id_already_failed".into(),
+                    });
                 }
                 match self.hold {
                     Some(Hold::Pending) => {
@@ -116,7 +125,9 @@ impl World {
                     Some(Hold::Posted) => panic!("hold posted by someone else"),
                     Some(Hold::Voided | Hold::Expired) | None => {
                         self.failed_ids.insert("post");
-                        Outcome::PostRejected { code: "pending_transfer_expired".into() }
+                        Outcome::PostRejected {
+                            code: "pending_transfer_expired".into(),
+                        }
                     }
                 }
             }
@@ -142,7 +153,11 @@ impl World {
                 Outcome::Recorded
             }
             Action::CompensateCharge => {
-                assert_eq!(self.charge, Some(Decision::Approved), "compensating a charge that was not approved");
+                assert_eq!(
+                    self.charge,
+                    Some(Decision::Approved),
+                    "compensating a charge that was not approved"
+                );
                 self.refunded = true;
                 Outcome::Compensated
             }
@@ -162,8 +177,12 @@ impl World {
 
 fn decision_outcome(d: Decision) -> Outcome {
     match d {
-        Decision::Approved => Outcome::Approved { reference: "ref-1".into() },
-        Decision::Declined => Outcome::Declined { code: "insufficient_funds".into() },
+        Decision::Approved => Outcome::Approved {
+            reference: "ref-1".into(),
+        },
+        Decision::Declined => Outcome::Declined {
+            code: "insufficient_funds".into(),
+        },
     }
 }
 
@@ -186,7 +205,9 @@ fn run(db: &mut SagaState, world: &mut World, mode: Mode, revision: Revision, cr
         if matches!(crash, Crash::BeforeCall(k) if k == n) {
             return true;
         }
-        let Ok(outcome) = world.perform(action) else { return false };
+        let Ok(outcome) = world.perform(action) else {
+            return false;
+        };
         if matches!(crash, Crash::BeforePersist(k) if k == n) {
             return true;
         }
@@ -208,24 +229,48 @@ fn crashes() -> Vec<Crash> {
 
 fn check_agreement(db: &SagaState, world: &World, context: &str) {
     assert_eq!(db.step, Step::Done, "{context}: not final: {db:?}");
-    assert_ne!(world.hold, Some(Hold::Pending), "{context}: a hold is left pending: {db:?}");
+    assert_ne!(
+        world.hold,
+        Some(Hold::Pending),
+        "{context}: a hold is left pending: {db:?}"
+    );
     match db.status {
         Status::Succeeded => {
-            assert!(world.post_created && world.fee_created, "{context}: succeeded without the post");
-            assert_eq!(world.items.len(), 1, "{context}: succeeded without exactly one settlement item");
-            assert_eq!(world.charge, Some(Decision::Approved), "{context}: succeeded without an approval");
+            assert!(
+                world.post_created && world.fee_created,
+                "{context}: succeeded without the post"
+            );
+            assert_eq!(
+                world.items.len(),
+                1,
+                "{context}: succeeded without exactly one settlement item"
+            );
+            assert_eq!(
+                world.charge,
+                Some(Decision::Approved),
+                "{context}: succeeded without an approval"
+            );
             assert!(!world.refunded, "{context}: succeeded but refunded");
             assert!(db.failure_reason.is_empty());
             assert_eq!(db.channel_reference, "ref-1");
         }
         Status::Failed => {
-            assert!(!world.post_created && !world.fee_created, "{context}: failed but posted");
-            assert!(world.items.is_empty(), "{context}: failed but has a settlement item");
+            assert!(
+                !world.post_created && !world.fee_created,
+                "{context}: failed but posted"
+            );
+            assert!(
+                world.items.is_empty(),
+                "{context}: failed but has a settlement item"
+            );
             assert!(
                 world.charge != Some(Decision::Approved) || world.refunded,
                 "{context}: failed but the channel kept the money: {db:?}"
             );
-            assert!(!db.failure_reason.is_empty(), "{context}: failed without a reason");
+            assert!(
+                !db.failure_reason.is_empty(),
+                "{context}: failed without a reason"
+            );
         }
         Status::Pending => unreachable!(),
     }
@@ -253,7 +298,8 @@ fn every_crash_point_of_live_and_recovery_runs_ends_final_and_consistent() {
                                 }
                                 run(&mut db, &mut world, Mode::Recovery, rec_rev, rec_crash);
                                 // A second replica finishes what the crashed recovery left.
-                                let crashed_again = run(&mut db, &mut world, Mode::Recovery, live_rev, Crash::Never);
+                                let crashed_again =
+                                    run(&mut db, &mut world, Mode::Recovery, live_rev, Crash::Never);
                                 assert!(!crashed_again);
                                 let context = format!(
                                     "routing {routing:?}, channel {channel:?}, expire {expire_before_recovery}, \
@@ -276,12 +322,19 @@ fn every_crash_point_of_live_and_recovery_runs_ends_final_and_consistent() {
 fn live_happy_paths() {
     for (channel, status, reason) in [
         (ChannelMode::Approve, Status::Succeeded, ""),
-        (ChannelMode::Decline, Status::Failed, "declined:insufficient_funds"),
+        (
+            ChannelMode::Decline,
+            Status::Failed,
+            "declined:insufficient_funds",
+        ),
     ] {
         let mut world = World::new(RoutingMode::Up, channel);
         let mut db = SagaState::accepted();
         assert!(!run(&mut db, &mut world, Mode::Live, Revision::V2, Crash::Never));
-        assert_eq!((db.step, db.status, db.failure_reason.as_str()), (Step::Done, status, reason));
+        assert_eq!(
+            (db.step, db.status, db.failure_reason.as_str()),
+            (Step::Done, status, reason)
+        );
         assert_eq!((db.channel_id.as_str(), db.fee), ("unionpay", 12));
     }
 }
@@ -291,7 +344,10 @@ fn no_route_fails_without_touching_the_ledger() {
     let mut world = World::new(RoutingMode::NoRoute, ChannelMode::Approve);
     let mut db = SagaState::accepted();
     run(&mut db, &mut world, Mode::Live, Revision::V2, Crash::Never);
-    assert_eq!((db.status, db.failure_reason.as_str()), (Status::Failed, "no_route:currency_jpy"));
+    assert_eq!(
+        (db.status, db.failure_reason.as_str()),
+        (Status::Failed, "no_route:currency_jpy")
+    );
     assert_eq!(world.hold, None);
 }
 
@@ -303,7 +359,10 @@ fn a_channel_outage_leaves_the_payment_held_for_recovery_which_never_charges() {
     assert_eq!((db.step, db.status), (Step::Held, Status::Pending));
     world.channel_mode = ChannelMode::Approve;
     run(&mut db, &mut world, Mode::Recovery, Revision::V2, Crash::Never);
-    assert_eq!((db.status, db.failure_reason.as_str()), (Status::Failed, "interrupted:not_charged"));
+    assert_eq!(
+        (db.status, db.failure_reason.as_str()),
+        (Status::Failed, "interrupted:not_charged")
+    );
     assert_eq!(world.charge, None);
     assert_eq!(world.hold, Some(Hold::Voided));
 }
@@ -313,23 +372,38 @@ fn an_approved_charge_whose_hold_expired_is_refunded_at_the_channel() {
     let mut world = World::new(RoutingMode::Up, ChannelMode::Approve);
     let mut db = SagaState::accepted();
     // Crash right after the charge was approved, before persisting CHARGED (action 2 = charge).
-    assert!(run(&mut db, &mut world, Mode::Live, Revision::V2, Crash::BeforePersist(2)));
+    assert!(run(
+        &mut db,
+        &mut world,
+        Mode::Live,
+        Revision::V2,
+        Crash::BeforePersist(2)
+    ));
     world.expire_hold();
     run(&mut db, &mut world, Mode::Recovery, Revision::V2, Crash::Never);
     assert_eq!(db.status, Status::Failed);
-    assert!(db.failure_reason.starts_with("hold_expired:"), "{}", db.failure_reason);
+    assert!(
+        db.failure_reason.starts_with("hold_expired:"),
+        "{}",
+        db.failure_reason
+    );
     assert!(world.refunded);
 }
 
 #[test]
 fn every_step_and_outcome_pair_is_decided() {
     let outcomes = [
-        Outcome::Routed { channel_id: "c".into(), fee: 1 },
+        Outcome::Routed {
+            channel_id: "c".into(),
+            fee: 1,
+        },
         Outcome::NoRoute { reason: "r".into() },
         Outcome::RoutingUnavailable,
         Outcome::Held,
         Outcome::HoldRejected { code: "x".into() },
-        Outcome::Approved { reference: "r".into() },
+        Outcome::Approved {
+            reference: "r".into(),
+        },
         Outcome::Declined { code: "d".into() },
         Outcome::NotCharged,
         Outcome::Posted,
