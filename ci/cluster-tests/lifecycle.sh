@@ -4,7 +4,8 @@
 #      runtime paths, kubelet cgroups) with no cluster running;
 #   2. up (timed), up again (must be a no-op health check), smoke;
 #   3. down, snapshot, compare with 1 (must be identical);
-#   4. up after down (timed: warm bring-up), smoke, down, compare again.
+#   4. up after down (timed: warm bring-up), smoke;
+#   5. SIGKILL every process of the cluster, up (must tear down and come back), down, compare again.
 # Prints "N passed, M failed".
 set -uo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -39,6 +40,12 @@ t=$SECONDS
 if "$CLUSTER" up; then ok "up after down ($((SECONDS - t)) s; bring-up $(cat "$CS/bringup-seconds" 2>/dev/null) s)"; else fail "up after down"; fi
 if "$CLUSTER" status; then ok "status after second up"; else fail "status after second up"; fi
 if "$CLUSTER" smoke; then ok "smoke after up-after-down"; else fail "smoke after up-after-down"; fi
+# A crash (every process of ours SIGKILLed, as after a reboot): up must clean up and come back.
+for f in "$CLUSTER_PIDS"/*.pid; do read -r p _ <"$f" && kill -KILL "$p" 2>/dev/null; done
+sleep 1
+if "$CLUSTER" up >"$W/up3.log" 2>&1 && grep -q 'tearing it down first' "$W/up3.log" && "$CLUSTER" status >/dev/null; then
+  ok "up after every process was SIGKILLed tears down and comes back"
+else fail "up after a crash"; tail -n 20 "$W/up3.log"; fi
 if "$CLUSTER" down; then ok "second down"; else fail "second down"; fi
 snap "$W/after2"
 compare "$W/before" "$W/after2" "after second down"
