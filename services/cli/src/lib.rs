@@ -1,0 +1,3 @@
+//! The `payplane` CLI as a library: its subcommands' engines, for tests and benchmarks.
+
+pub mod load;

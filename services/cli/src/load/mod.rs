@@ -1,0 +1,391 @@
+//! The load engine behind `payplane load`, usable from tests and benchmarks: sends
+//! `CreatePayment` to the gateway at a fixed rate or from N concurrent clients, records latency
+//! and errors by gRPC code, and reads back the final state of (a sample of) the payments made.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use payplane_cli::load::{LoadPlan, Live, Mode, run};
+//! let target = "127.0.0.1:50051".parse()?;
+//! let channel = payplane_runtime::balance::channel(&target, &Default::default(), None)?;
+//! let plan = LoadPlan { mode: Mode::Rate(500.0), count: Some(5_000), ..LoadPlan::default() };
+//! let summary = run(channel, "127.0.0.1:50051", &plan, &Live::default(), Default::default()).await;
+//! println!("{}", summary.render());
+//! # Ok(()) }
+//! ```
+
+pub mod mix;
+pub mod pace;
+pub mod stats;
+
+use std::{
+    sync::{
+        Arc, Mutex, MutexGuard, OnceLock,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use futures::StreamExt;
+use payplane_proto::payment::v1::{
+    CreatePaymentRequest, GetPaymentRequest, PaymentStatus, payment_service_client::PaymentServiceClient,
+};
+use payplane_runtime::{BalancedChannel, code_name};
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use tokio::{sync::Semaphore, task::JoinSet, time::Instant};
+use tokio_util::sync::CancellationToken;
+
+pub use self::{
+    mix::PaymentMix,
+    pace::Pacer,
+    stats::{FinalStates, LatencySummary, Stats, Summary},
+};
+
+/// How payments are sent.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Mode {
+    /// Open loop: this many sends per second whatever the answers take (at most
+    /// `max_in_flight` outstanding). Latency is measured from when a send was due, so a
+    /// saturated gateway shows up in the percentiles instead of lowering the rate unseen.
+    Rate(f64),
+    /// Closed loop: this many clients, each sending its next payment when the last is answered.
+    Concurrency(usize),
+}
+
+#[derive(Clone, Debug)]
+pub struct LoadPlan {
+    pub mode: Mode,
+    /// Stop after this many payments...
+    pub count: Option<u64>,
+    /// ...or after this long, whichever comes first. With neither, runs until cancelled.
+    pub duration: Option<Duration>,
+    /// Cap on outstanding calls in rate mode.
+    pub max_in_flight: usize,
+    /// Deadline of each CreatePayment.
+    pub timeout: Duration,
+    pub mix: PaymentMix,
+    /// How many created payments to read back with GetPayment at the end (a uniform sample).
+    pub check_states: usize,
+    /// How long to keep re-reading payments that are still PENDING.
+    pub settle_timeout: Duration,
+    /// Seed of the payment generator (random when absent).
+    pub seed: Option<u64>,
+}
+
+impl Default for LoadPlan {
+    fn default() -> Self {
+        Self {
+            mode: Mode::Concurrency(8),
+            count: Some(1000),
+            duration: None,
+            max_in_flight: 1024,
+            timeout: Duration::from_secs(10),
+            mix: PaymentMix::default(),
+            check_states: 1000,
+            settle_timeout: Duration::from_secs(10),
+            seed: None,
+        }
+    }
+}
+
+/// The running totals, shared with whoever draws progress.
+#[derive(Clone, Default)]
+pub struct Live {
+    sent: Arc<AtomicU64>,
+    stats: Arc<Mutex<Stats>>,
+}
+
+impl Live {
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    /// A copy of the totals so far.
+    pub fn snapshot(&self) -> Stats {
+        self.stats().clone()
+    }
+
+    fn stats(&self) -> MutexGuard<'_, Stats> {
+        self.stats.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A uniform sample of at most `cap` created payment ids (reservoir sampling).
+struct Reservoir {
+    cap: usize,
+    seen: u64,
+    ids: Vec<String>,
+    rng: StdRng,
+}
+
+impl Reservoir {
+    fn offer(&mut self, id: String) {
+        self.seen += 1;
+        if self.ids.len() < self.cap {
+            self.ids.push(id);
+        } else if self.cap > 0 {
+            let slot = self.rng.random_range(0..self.seen);
+            if let Some(s) = self.ids.get_mut(slot as usize) {
+                *s = id;
+            }
+        }
+    }
+}
+
+struct Shared {
+    live: Live,
+    created: Mutex<Reservoir>,
+    /// (trace id, payment id) of the first payment answered SUCCEEDED.
+    sample: OnceLock<(String, String)>,
+    timeout: Duration,
+}
+
+impl Shared {
+    async fn create(
+        &self,
+        mut client: PaymentServiceClient<BalancedChannel>,
+        req: CreatePaymentRequest,
+        since: Instant,
+    ) {
+        let mut request = tonic::Request::new(req);
+        request.set_timeout(self.timeout);
+        let result = client.create_payment(request).await;
+        let latency = since.elapsed();
+        match result {
+            Ok(response) => {
+                let trace_id = response
+                    .metadata()
+                    .get("x-trace-id")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                let payment = response.into_inner().payment.unwrap_or_default();
+                let status = status_name(payment.status);
+                self.live.stats().record_ok(latency, status);
+                if status == "SUCCEEDED" {
+                    let trace = trace_id.unwrap_or_else(|| payment.trace_id.clone());
+                    if !trace.is_empty() {
+                        let _ = self.sample.set((trace, payment.payment_id.clone()));
+                    }
+                }
+                if !payment.payment_id.is_empty() {
+                    self.created
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .offer(payment.payment_id);
+                }
+            }
+            Err(status) => self.live.stats().record_error(latency, code_name(status.code())),
+        }
+    }
+}
+
+/// `SUCCEEDED`, `FAILED`, `PENDING` (or `UNSPECIFIED`).
+pub fn status_name(status: i32) -> &'static str {
+    let name = PaymentStatus::try_from(status)
+        .unwrap_or(PaymentStatus::Unspecified)
+        .as_str_name();
+    name.strip_prefix("PAYMENT_STATUS_").unwrap_or(name)
+}
+
+/// Runs `plan` against the gateway behind `channel`; `gateway` names it in the summary.
+/// Cancelling `stop` ends sending early (the calls in flight still finish and count).
+pub async fn run(
+    channel: BalancedChannel,
+    gateway: &str,
+    plan: &LoadPlan,
+    live: &Live,
+    stop: CancellationToken,
+) -> Summary {
+    let client = PaymentServiceClient::new(channel);
+    let seed = plan.seed.unwrap_or_else(rand::random);
+    let shared = Arc::new(Shared {
+        live: live.clone(),
+        created: Mutex::new(Reservoir {
+            cap: plan.check_states,
+            seen: 0,
+            ids: Vec::new(),
+            rng: StdRng::seed_from_u64(seed ^ 0x5eed),
+        }),
+        sample: OnceLock::new(),
+        timeout: plan.timeout,
+    });
+    let start = Instant::now();
+    let deadline = plan.duration.map(|d| start + d);
+    let mut tasks = JoinSet::new();
+
+    match plan.mode {
+        Mode::Rate(rate) => {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let permits = Arc::new(Semaphore::new(plan.max_in_flight.max(1)));
+            let mut pacer = Pacer::new(start, rate);
+            let mut n = 0u64;
+            loop {
+                let due = pacer.next_due();
+                if plan.count.is_some_and(|c| n >= c) || deadline.is_some_and(|d| due >= d) {
+                    break;
+                }
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    () = tokio::time::sleep_until(due) => {}
+                }
+                let Ok(permit) = permits.clone().acquire_owned().await else {
+                    break;
+                };
+                let req = plan.mix.request(n, &mut rng);
+                live.sent.fetch_add(1, Ordering::Relaxed);
+                let (shared, client) = (shared.clone(), client.clone());
+                tasks.spawn(async move {
+                    shared.create(client, req, due).await;
+                    drop(permit);
+                });
+                n += 1;
+                while tasks.try_join_next().is_some() {}
+            }
+        }
+        Mode::Concurrency(clients) => {
+            let next = Arc::new(AtomicU64::new(0));
+            for worker in 0..clients.max(1) {
+                let (shared, client, next, stop) =
+                    (shared.clone(), client.clone(), next.clone(), stop.clone());
+                let (count, mix) = (plan.count, plan.mix.clone());
+                let mut rng = StdRng::seed_from_u64(seed.wrapping_add(worker as u64));
+                tasks.spawn(async move {
+                    loop {
+                        let n = next.fetch_add(1, Ordering::Relaxed);
+                        let over =
+                            count.is_some_and(|c| n >= c) || deadline.is_some_and(|d| Instant::now() >= d);
+                        if over || stop.is_cancelled() {
+                            break;
+                        }
+                        let req = mix.request(n, &mut rng);
+                        shared.live.sent.fetch_add(1, Ordering::Relaxed);
+                        shared.create(client.clone(), req, Instant::now()).await;
+                    }
+                });
+            }
+        }
+    }
+    while tasks.join_next().await.is_some() {}
+    let elapsed = start.elapsed();
+
+    let ids = std::mem::take(&mut shared.created.lock().unwrap_or_else(|p| p.into_inner()).ids);
+    let final_states = (plan.check_states > 0)
+        .then_some(read_final_states(&client, ids, plan.settle_timeout, plan.timeout).await);
+    let stats = live.snapshot();
+    let sample = shared.sample.get().cloned();
+    Summary {
+        gateway: gateway.to_owned(),
+        mode: match plan.mode {
+            Mode::Rate(_) => "rate",
+            Mode::Concurrency(_) => "concurrency",
+        },
+        target_rate: match plan.mode {
+            Mode::Rate(r) => Some(r),
+            Mode::Concurrency(_) => None,
+        },
+        concurrency: match plan.mode {
+            Mode::Rate(_) => None,
+            Mode::Concurrency(n) => Some(n),
+        },
+        elapsed_seconds: elapsed.as_secs_f64(),
+        sent: live.sent(),
+        completed: stats.completed,
+        ok: stats.ok,
+        errors: stats.errors.clone(),
+        throughput_per_second: stats.completed as f64 / elapsed.as_secs_f64().max(1e-9),
+        latency_ms: stats.latency_summary(),
+        response_statuses: stats.statuses.clone(),
+        final_states,
+        sample_trace_id: sample.as_ref().map(|s| s.0.clone()),
+        sample_payment_id: sample.map(|s| s.1),
+    }
+}
+
+/// GetPayment on every id (16 at a time); PENDING ones are re-read every 500 ms until they
+/// finish or `settle_timeout` passes.
+async fn read_final_states(
+    client: &PaymentServiceClient<BalancedChannel>,
+    ids: Vec<String>,
+    settle_timeout: Duration,
+    call_timeout: Duration,
+) -> FinalStates {
+    let mut states = FinalStates {
+        checked: ids.len() as u64,
+        ..Default::default()
+    };
+    let deadline = Instant::now() + settle_timeout;
+    let mut pending = ids;
+    loop {
+        let answers: Vec<(String, Result<i32, tonic::Code>)> = futures::stream::iter(pending)
+            .map(|payment_id| {
+                let mut client = client.clone();
+                async move {
+                    let mut request = tonic::Request::new(GetPaymentRequest {
+                        payment_id: payment_id.clone(),
+                    });
+                    request.set_timeout(call_timeout);
+                    let status = client
+                        .get_payment(request)
+                        .await
+                        .map(|r| r.into_inner().payment.map_or(0, |p| p.status))
+                        .map_err(|s| s.code());
+                    (payment_id, status)
+                }
+            })
+            .buffer_unordered(16)
+            .collect()
+            .await;
+        let mut still = Vec::new();
+        for (id, answer) in answers {
+            match answer.map(status_name) {
+                Ok("SUCCEEDED") => states.succeeded += 1,
+                Ok("FAILED") => states.failed += 1,
+                Ok(_) => still.push(id),
+                Err(code) => *states.errors.entry(code_name(code).to_owned()).or_default() += 1,
+            }
+        }
+        if still.is_empty() || Instant::now() >= deadline {
+            states.pending = still.len() as u64;
+            return states;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        pending = still;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reservoir_keeps_a_bounded_uniform_sample() {
+        let mut r = Reservoir {
+            cap: 100,
+            seen: 0,
+            ids: Vec::new(),
+            rng: StdRng::seed_from_u64(3),
+        };
+        for i in 0..10_000 {
+            r.offer(i.to_string());
+        }
+        assert_eq!(r.ids.len(), 100);
+        assert_eq!(r.seen, 10_000);
+        // A uniform sample of 0..10000 has about half its members above 5000 (sd 5).
+        let high = r.ids.iter().filter(|s| s.parse::<u32>().unwrap() >= 5000).count();
+        assert!((30..=70).contains(&high), "{high}");
+        let mut none = Reservoir {
+            cap: 0,
+            seen: 0,
+            ids: Vec::new(),
+            rng: StdRng::seed_from_u64(3),
+        };
+        none.offer("x".into());
+        assert!(none.ids.is_empty());
+    }
+
+    #[test]
+    fn status_names() {
+        assert_eq!(status_name(PaymentStatus::Succeeded as i32), "SUCCEEDED");
+        assert_eq!(status_name(PaymentStatus::Pending as i32), "PENDING");
+        assert_eq!(status_name(99), "UNSPECIFIED");
+    }
+}

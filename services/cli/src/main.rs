@@ -1,0 +1,329 @@
+use std::{io::IsTerminal, process::ExitCode, time::Duration};
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use payplane_cli::load::{self, Live, LoadPlan, Mode, PaymentMix, mix, stats::join_counts};
+use payplane_proto::common::v1::PaymentMethod;
+use payplane_runtime::{ClientArgs, Target, balance};
+use tokio_util::sync::CancellationToken;
+
+/// payplane: the tool a payplane platform engineer lives in.
+#[derive(Parser, Debug)]
+#[command(
+    name = "payplane",
+    version,
+    propagate_version = true,
+    after_help = "Example:\n  payplane load --rate 200/s --duration 30s"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Send payments through the gateway and report throughput, latency, errors and outcomes.
+    ///
+    /// Sends PaymentService.CreatePayment at a fixed rate (--rate) or from N concurrent clients
+    /// as fast as the answers come (--concurrency), over a channel that balances every request
+    /// across all addresses of the gateway. Stops after --count payments or --duration,
+    /// whichever comes first (Ctrl-C stops early), then reads back the final state of the
+    /// payments it made with GetPayment and prints a summary (--json for scripts).
+    #[command(after_help = LOAD_EXAMPLES)]
+    Load(LoadArgs),
+}
+
+const LOAD_EXAMPLES: &str = "\
+Examples:
+  # 200 payments as fast as 8 clients can, against the local platform (ci/platform-local up):
+  payplane load --count 200
+
+  # 500 payments/s for a minute, mixed currencies and methods, summary as JSON:
+  payplane load --gateway 127.0.0.1:50051 --rate 500/s --duration 60s \\
+      --currencies CNY,HKD --methods wallet,qr_code --amount 100..50000 --json
+
+  # Closed loop, 64 clients, 20 000 payments, no final-state check:
+  GATEWAY_URL=http://gateway.payplane.svc:50051 payplane load -c 64 -n 20000 --check-states 0";
+
+#[derive(Args, Debug)]
+struct LoadArgs {
+    /// The gateway: host:port, http://host:port, dns:///name:port (re-resolved, every address
+    /// gets requests), or a comma-separated list of ip:port.
+    #[arg(long, env = "GATEWAY_URL", default_value = "127.0.0.1:50051")]
+    gateway: Target,
+
+    /// Fixed rate, e.g. `500/s` or `500` (open loop: sends do not wait for answers).
+    #[arg(long, value_parser = parse_rate, conflicts_with = "concurrency")]
+    rate: Option<f64>,
+
+    /// Concurrent clients, each sending its next payment once the last one is answered
+    /// (the default mode, with 8 clients).
+    #[arg(long, short = 'c', value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    concurrency: Option<u32>,
+
+    /// Stop after this many payments (default 1000 when --duration is not given either).
+    #[arg(long, short = 'n')]
+    count: Option<u64>,
+
+    /// Stop after this long, e.g. `30s`, `5m`.
+    #[arg(long, short = 'd', value_parser = humantime::parse_duration)]
+    duration: Option<Duration>,
+
+    /// At most this many calls outstanding in --rate mode.
+    #[arg(long, default_value_t = 1024)]
+    max_in_flight: usize,
+
+    /// Deadline of each call.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+
+    /// Payers are payer-00001 up to this many.
+    #[arg(long, default_value_t = 1000)]
+    payers: u32,
+
+    /// Merchant ids (default m-001 to m-020; the gateway must know them).
+    #[arg(long, value_delimiter = ',')]
+    merchants: Vec<String>,
+
+    /// Currencies, ISO 4217.
+    #[arg(long, value_delimiter = ',', default_value = "CNY")]
+    currencies: Vec<String>,
+
+    /// Payment methods: debit_card, credit_card, qr_code, bank_transfer, wallet.
+    #[arg(long, value_delimiter = ',', value_parser = mix::parse_method,
+          default_value = "debit_card,credit_card,qr_code,wallet")]
+    methods: Vec<PaymentMethod>,
+
+    /// Amount in minor units, fixed (`5000`) or a uniform range (`100..100000`).
+    #[arg(long, value_parser = mix::parse_amount_range, default_value = "100..100000")]
+    amount: (i64, i64),
+
+    /// Business scenes.
+    #[arg(long, value_delimiter = ',', default_value = "ecommerce,in_store")]
+    scenes: Vec<String>,
+
+    /// Card BINs for card methods (default UnionPay 62xxxx, Visa and Mastercard ones).
+    #[arg(long, value_delimiter = ',')]
+    card_bins: Vec<String>,
+
+    /// Read back the final state of up to this many of the created payments (0: skip).
+    #[arg(long, default_value_t = 1000)]
+    check_states: usize,
+
+    /// How long to wait for payments still PENDING when reading them back.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    settle_timeout: Duration,
+
+    /// Seed of the payment generator, for a reproducible sequence of payments.
+    #[arg(long)]
+    seed: Option<u64>,
+
+    /// Print the summary as JSON on stdout (progress still goes to stderr).
+    #[arg(long)]
+    json: bool,
+
+    /// No progress line.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+/// `500/s`, `500`.
+fn parse_rate(s: &str) -> Result<f64, String> {
+    let n = s.trim().trim_end_matches("/s").trim();
+    match n.parse::<f64>() {
+        Ok(r) if r > 0.0 && r.is_finite() => Ok(r),
+        _ => Err(format!("'{s}' is not a rate like 500/s")),
+    }
+}
+
+impl LoadArgs {
+    fn plan(&self) -> Result<LoadPlan> {
+        let defaults = PaymentMix::default();
+        let mix = PaymentMix {
+            payers: self.payers,
+            merchants: if self.merchants.is_empty() {
+                defaults.merchants
+            } else {
+                self.merchants.clone()
+            },
+            currencies: self.currencies.clone(),
+            methods: self.methods.clone(),
+            amount_min: self.amount.0,
+            amount_max: self.amount.1,
+            scenes: self.scenes.clone(),
+            card_bins: if self.card_bins.is_empty() {
+                defaults.card_bins
+            } else {
+                self.card_bins.clone()
+            },
+            key_prefix: defaults.key_prefix,
+        };
+        mix.check().map_err(anyhow::Error::msg)?;
+        let mode = match (self.rate, self.concurrency) {
+            (Some(rate), _) => Mode::Rate(rate),
+            (None, c) => Mode::Concurrency(c.unwrap_or(8) as usize),
+        };
+        let count = match (self.count, self.duration) {
+            (None, None) => Some(1000),
+            (count, _) => count,
+        };
+        Ok(LoadPlan {
+            mode,
+            count,
+            duration: self.duration,
+            max_in_flight: self.max_in_flight,
+            timeout: self.timeout,
+            mix,
+            check_states: self.check_states,
+            settle_timeout: self.settle_timeout,
+            seed: self.seed,
+        })
+    }
+}
+
+/// Draws the live line: an indicatif bar on a terminal, a plain line every 5 s otherwise.
+async fn progress(live: Live, count: Option<u64>, stop: CancellationToken) {
+    let terminal = std::io::stderr().is_terminal();
+    let bar = match count {
+        Some(n) => ProgressBar::new(n),
+        None => ProgressBar::new_spinner(),
+    };
+    bar.set_draw_target(if terminal {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    });
+    let template = if count.is_some() {
+        "{elapsed_precise} [{bar:30}] {pos}/{len} {msg}"
+    } else {
+        "{spinner} {elapsed_precise} {pos} done {msg}"
+    };
+    bar.set_style(ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()));
+    let tick = Duration::from_millis(250);
+    let mut interval = tokio::time::interval(tick);
+    // Throughput over the last second: completions at each of the last four ticks.
+    let mut recent = std::collections::VecDeque::from([0u64; 4]);
+    let mut ticks = 0u64;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            _ = interval.tick() => {}
+        }
+        let s = live.snapshot();
+        recent.push_back(s.completed);
+        let per_second = (s.completed - recent.pop_front().unwrap_or(0)) as f64 / (tick.as_secs_f64() * 4.0);
+        let errors = if s.errors.is_empty() {
+            String::new()
+        } else {
+            format!("  errors: {}", join_counts(&s.errors))
+        };
+        let line = format!(
+            "{per_second:.0}/s  p50 {:.1} ms  p99 {:.1} ms  ok {}{errors}",
+            s.latency_ms(0.5),
+            s.latency_ms(0.99),
+            s.ok
+        );
+        bar.set_position(s.completed);
+        ticks += 1;
+        if terminal {
+            bar.set_message(line);
+        } else if ticks % 20 == 0 {
+            eprintln!("load: {} sent, {} done, {line}", live.sent(), s.completed);
+        }
+    }
+    bar.finish_and_clear();
+}
+
+async fn load(args: LoadArgs) -> Result<ExitCode> {
+    let plan = args.plan()?;
+    let channel = balance::channel(&args.gateway, &ClientArgs::default(), None)
+        .with_context(|| format!("cannot make a channel to {}", args.gateway))?;
+    let (live, stop, progress_done) = (
+        Live::default(),
+        CancellationToken::new(),
+        CancellationToken::new(),
+    );
+    let ctrl_c = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("stopping: waiting for the calls in flight (Ctrl-C again to abort)");
+                stop.cancel();
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    std::process::exit(130);
+                }
+            }
+        })
+    };
+    let drawer =
+        (!args.no_progress).then(|| tokio::spawn(progress(live.clone(), plan.count, progress_done.clone())));
+    let summary = load::run(channel, &args.gateway.to_string(), &plan, &live, stop).await;
+    progress_done.cancel();
+    if let Some(d) = drawer {
+        let _ = d.await;
+    }
+    ctrl_c.abort();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print!("{}", summary.render());
+    }
+    if summary.sent > 0 && summary.ok == 0 {
+        eprintln!(
+            "error: no payment got through to {} (see the errors above)",
+            args.gateway
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Load(args) => load(args).await,
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("error: {e:#}");
+        ExitCode::from(2)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn cli_is_well_formed_and_load_args_make_a_plan() {
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from([
+            "payplane",
+            "load",
+            "--rate",
+            "250/s",
+            "-d",
+            "5s",
+            "--merchants",
+            "a,b",
+        ])
+        .unwrap();
+        let Command::Load(args) = cli.command;
+        let plan = args.plan().unwrap();
+        assert_eq!(plan.mode, Mode::Rate(250.0));
+        assert_eq!((plan.count, plan.duration), (None, Some(Duration::from_secs(5))));
+        assert_eq!(plan.mix.merchants, ["a", "b"]);
+        let cli = Cli::try_parse_from(["payplane", "load"]).unwrap();
+        let Command::Load(args) = cli.command;
+        let plan = args.plan().unwrap();
+        assert_eq!((plan.mode, plan.count), (Mode::Concurrency(8), Some(1000)));
+        assert!(Cli::try_parse_from(["payplane", "load", "--rate", "5", "-c", "2"]).is_err());
+        assert!(Cli::try_parse_from(["payplane", "load", "--rate", "-1/s"]).is_err());
+        let cli = Cli::try_parse_from(["payplane", "load", "--amount", "0..5"]).unwrap();
+        let Command::Load(args) = cli.command;
+        assert!(args.plan().is_err());
+    }
+}
