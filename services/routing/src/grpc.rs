@@ -132,10 +132,8 @@ fn validate_route(req: &RouteRequest) -> Result<ValidRoute, Error> {
     }
 }
 
-#[tonic::async_trait]
-impl RoutingService for RoutingGrpc {
-    async fn route(&self, request: Request<RouteRequest>) -> Result<Response<RouteResponse>, Status> {
-        let req = request.into_inner();
+impl RoutingGrpc {
+    fn route_inner(&self, req: RouteRequest) -> Result<Response<RouteResponse>, Status> {
         let valid = validate_route(&req)?;
         let loaded = self.router.current();
         let input = RouteInput {
@@ -177,6 +175,19 @@ impl RoutingService for RoutingGrpc {
             reason: decision.reason,
             policy_version: loaded.version.clone(),
         }))
+    }
+}
+
+#[tonic::async_trait]
+impl RoutingService for RoutingGrpc {
+    async fn route(&self, request: Request<RouteRequest>) -> Result<Response<RouteResponse>, Status> {
+        let started = std::time::Instant::now();
+        let result = self.route_inner(request.into_inner());
+        self.router
+            .metrics
+            .route_seconds
+            .observe(started.elapsed().as_secs_f64());
+        result
     }
 
     async fn report_outcome(

@@ -32,7 +32,7 @@ success_rate:
   elimination:
     enabled: true
     sigma_factor: 3
-    min_gap: 0.08
+    min_gap: 0.15
     min_success_rate: 0.2
     min_samples: 20
     probe_interval_ms: 1000
@@ -85,6 +85,9 @@ pub struct Report {
     /// the last time during the brownout (its score stayed below B's from then on); `None` when
     /// it never did.
     pub detection_attempts: Option<u64>,
+    /// The same moment counted in A's outcomes reported since the brownout began (the
+    /// attempts above include those still in flight, waiting for their outcome).
+    pub detection_outcomes: Option<u64>,
     /// Attempts on A after the brownout began until A was eliminated.
     pub elimination_attempts: Option<u64>,
     pub elimination_after_s: Option<f64>,
@@ -119,6 +122,7 @@ pub fn run(scenario: &Scenario) -> Report {
     let brownout_ms = scenario.brownout_start_s * 1000;
     let recovery_ms = scenario.recovery_start_s * 1000;
     let mut attempts_on_a_since_brownout = 0u64;
+    let mut outcomes_on_a_since_brownout = 0u64;
 
     let mut t = 0u64;
     while t < scenario.end_s * 1000 {
@@ -129,6 +133,9 @@ pub fn run(scenario: &Scenario) -> Report {
             }
             pending.pop_front();
             let change = engine.record(channel, Some(Method::DebitCard), Some("CNY"), success, due);
+            if channel == a && due >= start_ms + brownout_ms {
+                outcomes_on_a_since_brownout += 1;
+            }
             if channel == a {
                 match change {
                     Some(StateChange::Eliminated { .. })
@@ -181,6 +188,7 @@ pub fn run(scenario: &Scenario) -> Report {
             // Conservative: the last time, during the brownout, that A still won on its score.
             if t >= brownout_ms && t < recovery_ms && d.strategy == Strategy::SuccessRate && d.channel == a {
                 report.detection_attempts = Some(attempts_on_a_since_brownout);
+                report.detection_outcomes = Some(outcomes_on_a_since_brownout);
             }
             pending.push_back((
                 now + scenario.feedback_delay_ms,

@@ -15,10 +15,10 @@ fn traffic_moves_away_during_a_brownout_and_back_after_recovery() {
             r.a_share_before > 0.8,
             "A, the better channel, takes most traffic before: {ctx}"
         );
-        let detected = r.detection_attempts.unwrap_or(0);
+        let detected = r.detection_outcomes.unwrap_or(0);
         assert!(
             detected <= 50,
-            "detected within 50 attempts on A, took {detected}: {ctx}"
+            "detected within 50 outcomes on A, took {detected}: {ctx}"
         );
         assert!(
             r.elimination_attempts.is_some(),

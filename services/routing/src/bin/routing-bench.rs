@@ -243,7 +243,7 @@ fn request(i: usize, inputs: &[(i64, &'static str, Method, &'static str)]) -> Ro
     }
 }
 
-/// Route's `grpc_server_handling_seconds` buckets (le → cumulative count) from `/metrics`.
+/// The server's `routing_route_seconds` buckets (le → cumulative count) from `/metrics`.
 fn route_histogram(admin: &str) -> anyhow::Result<Vec<(String, f64)>> {
     let mut stream = TcpStream::connect(admin)?;
     write!(stream, "GET /metrics HTTP/1.0\r\nHost: {admin}\r\n\r\n")?;
@@ -251,10 +251,7 @@ fn route_histogram(admin: &str) -> anyhow::Result<Vec<(String, f64)>> {
     stream.read_to_string(&mut body)?;
     let mut buckets = Vec::new();
     for line in body.lines() {
-        if line.starts_with("grpc_server_handling_seconds_bucket{")
-            && line.contains("grpc_method=\"Route\"")
-            && line.contains("grpc_code=\"OK\"")
-        {
+        if line.starts_with("routing_route_seconds_bucket{") {
             let le = line
                 .split("le=\"")
                 .nth(1)
@@ -380,10 +377,10 @@ async fn grpc(
         let total = delta("+Inf");
         if total > 0.0 {
             println!(
-                "  server-side (grpc_server_handling_seconds, Route, {total:.0} calls): {:.2}% within 1 ms, {:.2}% within 2.5 ms, {:.2}% within 5 ms",
-                100.0 * delta("0.001") / total,
-                100.0 * delta("0.0025") / total,
-                100.0 * delta("0.005") / total
+                "  server-side Route handler (routing_route_seconds, {total:.0} calls): {:.2}% within 100 µs, {:.2}% within 250 µs, {:.2}% within 1 ms",
+                100.0 * delta("0.0001") / total,
+                100.0 * delta("0.00025") / total,
+                100.0 * delta("0.001") / total
             );
         }
     }
@@ -411,14 +408,14 @@ fn brownout(seeds: u64) {
     let mut worst_explore: f64 = 0.0;
     for seed in 1..=seeds {
         let r = run(&Scenario { seed, ..base.clone() });
-        let detect = r.detection_attempts.unwrap_or(0);
+        let detect = r.detection_outcomes.unwrap_or(0);
         let eliminate = r.elimination_attempts.unwrap_or(u64::MAX);
         worst_detect = worst_detect.max(detect);
         worst_eliminate = worst_eliminate.max(eliminate);
         worst_moved = worst_moved.min(r.moved_away_at_60s);
         worst_explore = worst_explore.max(r.exploration_share());
         println!(
-            "  {seed:>4}  {detect:>16}  {:>10} {:>10.1}  {:>8.1}%  {:>11}  {:>10}  {:>8.1}% / {:>5.1}%  {:>6.2}%",
+            "  {seed:>4}  {detect:>12} / {:>12}  {:>10} {:>10.1}  {:>8.1}%  {:>11}  {:>10}  {:>8.1}% / {:>5.1}%  {:>6.2}%",
             r.elimination_attempts
                 .map_or("never".to_owned(), |a| a.to_string()),
             r.elimination_after_s.unwrap_or(f64::NAN),
@@ -432,7 +429,7 @@ fn brownout(seeds: u64) {
         );
     }
     println!(
-        "  worst: detected within {worst_detect} attempts on A, eliminated within {worst_eliminate}, {:.1}% of A's traffic moved away at 60 s, exploration {:.2}%",
+        "  worst: detected within {worst_detect} outcomes on A, eliminated within {worst_eliminate}, {:.1}% of A's traffic moved away at 60 s, exploration {:.2}%",
         worst_moved * 100.0,
         worst_explore * 100.0
     );

@@ -177,7 +177,7 @@ fn eligibility(c: &Channel, input: &RouteInput<'_>) -> Result<(), (Ineligible, S
             ),
         ));
     }
-    if input.excluded.iter().any(|e| *e == c.id) {
+    if input.excluded.contains(&c.id) {
         return Err((Ineligible::Excluded, "excluded by the request".to_owned()));
     }
     if !c.enabled {
@@ -504,9 +504,17 @@ impl Engine {
                 return None;
             }
             let p = f64::from(s) / f64::from(n);
+            // Stricter than the elimination test (a quarter of the gap), and judged on whole batches of
+            // probes: a sliding judgement would readmit a still-failing channel by luck.
             let recovered =
-                p >= elimination.min_success_rate && best.is_none_or(|b| p >= b - elimination.min_gap);
-            (recovered && stats.readmit()).then_some(StateChange::Readmitted { rate: p, best })
+                p >= elimination.min_success_rate && best.is_none_or(|b| p >= b - elimination.min_gap / 4.0);
+            if !recovered {
+                stats.probes.reset();
+                return None;
+            }
+            stats
+                .readmit()
+                .then_some(StateChange::Readmitted { rate: p, best })
         } else {
             let (s, n) = stats.overall.snapshot();
             if n < elimination.min_samples {

@@ -151,6 +151,9 @@ const ELIM_KEYS: &[&str] = &[
     "recovery_samples",
 ];
 
+/// BIN ranges of a rule with where each was written.
+type BinSpans = Vec<(BinRange, Span, String)>;
+
 /// A channel reference waiting for the registry to be complete.
 struct ChannelRef {
     id: String,
@@ -449,7 +452,7 @@ impl Cx {
             default_route: default_route?,
             success_rate: success_rate?,
         };
-        resolve_rules(&mut policy.rules, &index);
+        resolve_rules(&mut policy.rules);
         Some(policy)
     }
 
@@ -476,14 +479,14 @@ impl Cx {
             Some(n) => self.integer(n, &join(path, "max_amount"), 1, i64::MAX),
             None => Some(i64::MAX),
         };
-        if let (Some(lo), Some(hi), Some(n)) = (min_amount, max_amount, map.get_node("max_amount")) {
-            if hi < lo {
-                self.error(
-                    n.span(),
-                    &join(path, "max_amount"),
-                    format!("{hi} is below min_amount {lo}"),
-                );
-            }
+        if let (Some(lo), Some(hi), Some(n)) = (min_amount, max_amount, map.get_node("max_amount"))
+            && hi < lo
+        {
+            self.error(
+                n.span(),
+                &join(path, "max_amount"),
+                format!("{hi} is below min_amount {lo}"),
+            );
         }
         let fee = match map.get_node("fee") {
             Some(n) => self.fee(n, &join(path, "fee")),
@@ -585,8 +588,8 @@ impl Cx {
         if ok && sr.bucket_min_samples > sr.window {
             let span = map
                 .get_node("bucket_min_samples")
-                .map(|n| n.span().clone())
-                .unwrap_or_else(|| node.span().clone());
+                .map(|n| *n.span())
+                .unwrap_or_else(|| *node.span());
             self.error(
                 &span,
                 &join(path, "bucket_min_samples"),
@@ -749,7 +752,7 @@ impl Cx {
         (rule, site)
     }
 
-    fn conditions(&mut self, node: &Node, path: &str) -> Option<(Conditions, Vec<(BinRange, Span, String)>)> {
+    fn conditions(&mut self, node: &Node, path: &str) -> Option<(Conditions, BinSpans)> {
         let map = self.mapping(node, path, WHEN_KEYS)?;
         let mut c = Conditions::default();
         let mut ok = true;
@@ -769,15 +772,15 @@ impl Cx {
         if let Some(n) = map.get_node("max_amount") {
             c.max_amount = self.integer(n, &join(path, "max_amount"), 0, i64::MAX);
             ok &= c.max_amount.is_some();
-            if let (Some(lo), Some(hi)) = (c.min_amount, c.max_amount) {
-                if hi < lo {
-                    self.error(
-                        n.span(),
-                        &join(path, "max_amount"),
-                        format!("{hi} is below min_amount {lo}: the rule can never match"),
-                    );
-                    ok = false;
-                }
+            if let (Some(lo), Some(hi)) = (c.min_amount, c.max_amount)
+                && hi < lo
+            {
+                self.error(
+                    n.span(),
+                    &join(path, "max_amount"),
+                    format!("{hi} is below min_amount {lo}: the rule can never match"),
+                );
+                ok = false;
             }
         }
         if let Some(n) = map.get_node("card_bins") {
@@ -787,7 +790,7 @@ impl Cx {
                 match self.string(item, &ip).map(|s| parse_bin_range(&s)) {
                     Some(Ok(r)) => {
                         ranges.push(r);
-                        bins.push((r, item.span().clone(), ip));
+                        bins.push((r, *item.span(), ip));
                     }
                     Some(Err(why)) => {
                         self.error(item.span(), &ip, why);
@@ -873,7 +876,7 @@ impl Cx {
             let found = cx.channel_ids.get(&id).copied();
             refs.push(ChannelRef {
                 id,
-                span: n.span().clone(),
+                span: *n.span(),
                 path: p,
             });
             found
@@ -982,10 +985,10 @@ fn disjoint<T: PartialEq>(a: &Option<Vec<T>>, b: &Option<Vec<T>>) -> bool {
 }
 
 /// Sorts siblings by priority (highest first; stable, so document order breaks ties).
-fn resolve_rules(rules: &mut [Rule], index: &HashMap<String, usize>) {
+fn resolve_rules(rules: &mut [Rule]) {
     rules.sort_by_key(|r| std::cmp::Reverse(r.priority));
     for r in rules.iter_mut() {
-        resolve_rules(&mut r.rules, index);
+        resolve_rules(&mut r.rules);
     }
 }
 

@@ -214,8 +214,8 @@ pub struct Elimination {
     pub min_samples: u32,
     /// One recovery probe per eliminated channel at most this often.
     pub probe_interval_ms: u64,
-    /// Probe outcomes needed to judge a recovery; readmitted when their rate is within
-    /// `min_gap` of the best peer and at least `min_success_rate`.
+    /// Probe outcomes judged together for a recovery; readmitted when their rate is within
+    /// a quarter of `min_gap` of the best peer and at least `min_success_rate`.
     pub recovery_samples: u32,
 }
 
@@ -247,7 +247,7 @@ impl Default for SuccessRate {
             elimination: Elimination {
                 enabled: true,
                 sigma_factor: 3.0,
-                min_gap: 0.08,
+                min_gap: 0.15,
                 min_success_rate: 0.2,
                 min_samples: 20,
                 probe_interval_ms: 1_000,
