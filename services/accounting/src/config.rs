@@ -6,7 +6,10 @@ use clap::Parser;
 use payplane_runtime::{DatabaseArgs, ServiceArgs, config::parse_duration};
 
 #[derive(Parser, Debug, Clone)]
-#[command(name = "accounting", about = "The payplane ledger (LedgerService) on PostgreSQL")]
+#[command(
+    name = "accounting",
+    about = "The payplane ledger (LedgerService) on PostgreSQL"
+)]
 pub struct Config {
     #[command(flatten)]
     pub runtime: ServiceArgs,

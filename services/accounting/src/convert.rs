@@ -6,7 +6,8 @@ use payplane_proto::accounting::v1 as pb;
 
 use crate::{
     domain::{
-        self, Account, AccountEvent, AccountFlags, BATCH_MAX, Id, Malformed, Transfer, TransferEvent, TransferFlags,
+        self, Account, AccountEvent, AccountFlags, BATCH_MAX, Id, Malformed, Transfer, TransferEvent,
+        TransferFlags,
     },
     store::{BalanceAt, Filter},
 };
@@ -41,7 +42,11 @@ fn user_data_128(v: &mut Violations, field: String, s: &str) -> u128 {
 }
 
 pub fn id_string(id: Id) -> String {
-    if id == 0 { String::new() } else { uuid::Uuid::from_u128(id).to_string() }
+    if id == 0 {
+        String::new()
+    } else {
+        uuid::Uuid::from_u128(id).to_string()
+    }
 }
 
 fn batch_size(v: &mut Violations, field: &str, n: usize) {
@@ -59,7 +64,7 @@ pub fn account_events(req: &pb::CreateAccountsRequest) -> Result<Vec<AccountEven
         .enumerate()
         .map(|(i, a)| {
             let (id, id_malformed) = id_field(&a.id);
-            let f = a.flags.clone().unwrap_or_default();
+            let f = a.flags.unwrap_or_default();
             AccountEvent {
                 account: Account {
                     id,
@@ -76,7 +81,11 @@ pub fn account_events(req: &pb::CreateAccountsRequest) -> Result<Vec<AccountEven
                     debits_posted: a.debits_posted,
                     credits_pending: a.credits_pending,
                     credits_posted: a.credits_posted,
-                    user_data_128: user_data_128(&mut v, format!("accounts[{i}].user_data_128"), &a.user_data_128),
+                    user_data_128: user_data_128(
+                        &mut v,
+                        format!("accounts[{i}].user_data_128"),
+                        &a.user_data_128,
+                    ),
                     user_data_64: a.user_data_64,
                     user_data_32: a.user_data_32,
                     timestamp: a.timestamp,
@@ -108,7 +117,11 @@ pub fn transfer_events(req: &pb::CreateTransfersRequest) -> Result<Vec<TransferE
                     credit_account_id: credit,
                     amount: t.amount,
                     pending_id,
-                    user_data_128: user_data_128(&mut v, format!("transfers[{i}].user_data_128"), &t.user_data_128),
+                    user_data_128: user_data_128(
+                        &mut v,
+                        format!("transfers[{i}].user_data_128"),
+                        &t.user_data_128,
+                    ),
                     user_data_64: t.user_data_64,
                     user_data_32: t.user_data_32,
                     timeout: t.timeout,
@@ -141,7 +154,11 @@ pub fn transfer_events(req: &pb::CreateTransfersRequest) -> Result<Vec<TransferE
 pub fn lookup_ids(ids_in: &[String]) -> Result<Vec<Id>, Violations> {
     let mut v = Violations::new();
     batch_size(&mut v, "ids", ids_in.len());
-    let ids = ids_in.iter().enumerate().filter_map(|(i, s)| v.id(&format!("ids[{i}]"), s).map(|u| u.as_u128())).collect();
+    let ids = ids_in
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| v.id(&format!("ids[{i}]"), s).map(|u| u.as_u128()))
+        .collect();
     if v.is_empty() { Ok(ids) } else { Err(v) }
 }
 
@@ -152,11 +169,21 @@ pub fn filter(f: Option<&pb::AccountFilter>) -> Result<(Filter, Option<u64>), Vi
         v.add("filter", "is required");
         return Err(v);
     };
-    let account_id = v.id("filter.account_id", &f.account_id).map(|u| u.as_u128()).unwrap_or(0);
+    let account_id = v
+        .id("filter.account_id", &f.account_id)
+        .map(|u| u.as_u128())
+        .unwrap_or(0);
     if f.limit as usize > BATCH_MAX {
-        v.add("filter.limit", format!("must be at most {BATCH_MAX}, got {}", f.limit));
+        v.add(
+            "filter.limit",
+            format!("must be at most {BATCH_MAX}, got {}", f.limit),
+        );
     }
-    let timestamp_max = if f.timestamp_max == 0 { u64::MAX } else { f.timestamp_max };
+    let timestamp_max = if f.timestamp_max == 0 {
+        u64::MAX
+    } else {
+        f.timestamp_max
+    };
     if f.timestamp_min > timestamp_max {
         v.add("filter.timestamp_min", "must not be after timestamp_max");
     }
@@ -253,6 +280,10 @@ pub fn balance_to_pb(b: &BalanceAt) -> pb::AccountBalance {
 
 /// Domain transfer from the wire form, for clients and tests (ids must be well-formed).
 pub fn transfer_from_pb(t: &pb::Transfer) -> domain::Transfer {
-    let req = pb::CreateTransfersRequest { transfers: vec![t.clone()] };
-    transfer_events(&req).map(|mut e| e.remove(0).transfer).unwrap_or_default()
+    let req = pb::CreateTransfersRequest {
+        transfers: vec![t.clone()],
+    };
+    transfer_events(&req)
+        .map(|mut e| e.remove(0).transfer)
+        .unwrap_or_default()
 }

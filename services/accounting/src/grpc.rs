@@ -39,7 +39,10 @@ impl LedgerService for LedgerApi {
         };
         let errors = results
             .into_iter()
-            .map(|(index, r)| pb::CreateAccountError { index, result: r as i32 })
+            .map(|(index, r)| pb::CreateAccountError {
+                index,
+                result: r as i32,
+            })
             .collect();
         Ok(Response::new(pb::CreateAccountsResponse { errors }))
     }
@@ -57,7 +60,10 @@ impl LedgerService for LedgerApi {
         };
         let errors = results
             .into_iter()
-            .map(|(index, r)| pb::CreateTransferError { index, result: r as i32 })
+            .map(|(index, r)| pb::CreateTransferError {
+                index,
+                result: r as i32,
+            })
             .collect();
         Ok(Response::new(pb::CreateTransfersResponse { errors }))
     }
@@ -68,7 +74,9 @@ impl LedgerService for LedgerApi {
     ) -> Result<Response<pb::LookupAccountsResponse>, Status> {
         let ids = convert::lookup_ids(&request.get_ref().ids).map_err(Error::from)?;
         let accounts = self.store.lookup_accounts(&ids).await.map_err(Error::from)?;
-        Ok(Response::new(pb::LookupAccountsResponse { accounts: accounts.iter().map(convert::account_to_pb).collect() }))
+        Ok(Response::new(pb::LookupAccountsResponse {
+            accounts: accounts.iter().map(convert::account_to_pb).collect(),
+        }))
     }
 
     async fn lookup_transfers(
@@ -87,7 +95,11 @@ impl LedgerService for LedgerApi {
         request: Request<pb::GetAccountTransfersRequest>,
     ) -> Result<Response<pb::GetAccountTransfersResponse>, Status> {
         let (filter, after) = convert::filter(request.get_ref().filter.as_ref()).map_err(Error::from)?;
-        let page = self.store.account_transfers(&filter, after).await.map_err(Error::from)?;
+        let page = self
+            .store
+            .account_transfers(&filter, after)
+            .await
+            .map_err(Error::from)?;
         Ok(Response::new(pb::GetAccountTransfersResponse {
             transfers: page.items.iter().map(convert::transfer_to_pb).collect(),
             next_page_token: convert::page_token(page.next_after),
@@ -99,7 +111,11 @@ impl LedgerService for LedgerApi {
         request: Request<pb::GetAccountBalancesRequest>,
     ) -> Result<Response<pb::GetAccountBalancesResponse>, Status> {
         let (filter, after) = convert::filter(request.get_ref().filter.as_ref()).map_err(Error::from)?;
-        let page = self.store.account_balances(&filter, after).await.map_err(Error::from)?;
+        let page = self
+            .store
+            .account_balances(&filter, after)
+            .await
+            .map_err(Error::from)?;
         Ok(Response::new(pb::GetAccountBalancesResponse {
             balances: page.items.iter().map(convert::balance_to_pb).collect(),
             next_page_token: convert::page_token(page.next_after),
@@ -149,8 +165,12 @@ pub fn report_to_pb(r: &InvariantReport) -> pb::CheckInvariantsResponse {
             .map(|v| pb::InvariantViolation {
                 kind: match v.kind {
                     ViolationKind::LedgerUnbalanced => pb::InvariantViolationKind::LedgerUnbalanced,
-                    ViolationKind::AccountBalanceMismatch => pb::InvariantViolationKind::AccountBalanceMismatch,
-                    ViolationKind::PendingTransferExpired => pb::InvariantViolationKind::PendingTransferExpired,
+                    ViolationKind::AccountBalanceMismatch => {
+                        pb::InvariantViolationKind::AccountBalanceMismatch
+                    }
+                    ViolationKind::PendingTransferExpired => {
+                        pb::InvariantViolationKind::PendingTransferExpired
+                    }
                     ViolationKind::AccountLimitExceeded => pb::InvariantViolationKind::AccountLimitExceeded,
                 } as i32,
                 ledger: v.ledger,

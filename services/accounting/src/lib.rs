@@ -37,8 +37,18 @@ pub fn start(pool: PgPool, config: &Config, metrics: &payplane_runtime::Metrics)
     );
     let store = Store::new(pool);
     spawn_expiry(committer.clone(), config.expiry_interval);
-    spawn_invariant_gauge(store.clone(), metrics.clone(), config.invariant_check_interval, config.expiry_grace);
-    LedgerApi { store, committer, expiry_grace: config.expiry_grace, metrics }
+    spawn_invariant_gauge(
+        store.clone(),
+        metrics.clone(),
+        config.invariant_check_interval,
+        config.expiry_grace,
+    );
+    LedgerApi {
+        store,
+        committer,
+        expiry_grace: config.expiry_grace,
+        metrics,
+    }
 }
 
 /// Expiry on an idle replica: an empty group, which expires what is due under the clock lock

@@ -13,6 +13,9 @@ async fn main() -> anyhow::Result<()> {
         .with_telemetry(telemetry)
         .file_descriptor_set(payplane_proto::FILE_DESCRIPTOR_SET);
     let ledger = payplane_accounting::start(pool, &config, server.metrics());
-    server.add_service(LedgerServiceServer::new(ledger)).serve().await?;
+    server
+        .add_service(LedgerServiceServer::new(ledger))
+        .serve()
+        .await?;
     Ok(())
 }

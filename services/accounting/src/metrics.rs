@@ -33,15 +33,32 @@ impl LedgerMetrics {
              balances == sum of transfers, no pending transfer past its timeout, balance limits); -1 before the first",
             m.violations.clone(),
         );
-        r.register("ledger_group_commit_requests", "Requests applied per group-commit transaction", m.group_requests.clone());
-        r.register("ledger_group_commit_events", "Events applied per group-commit transaction", m.group_events.clone());
-        r.register("ledger_group_commit_seconds", "Duration of a group-commit transaction", m.group_seconds.clone());
-        r.register("ledger_pending_transfers_expired", "Pending transfers voided by their timeout", m.expired.clone());
+        r.register(
+            "ledger_group_commit_requests",
+            "Requests applied per group-commit transaction",
+            m.group_requests.clone(),
+        );
+        r.register(
+            "ledger_group_commit_events",
+            "Events applied per group-commit transaction",
+            m.group_events.clone(),
+        );
+        r.register(
+            "ledger_group_commit_seconds",
+            "Duration of a group-commit transaction",
+            m.group_seconds.clone(),
+        );
+        r.register(
+            "ledger_pending_transfers_expired",
+            "Pending transfers voided by their timeout",
+            m.expired.clone(),
+        );
         m
     }
 
     pub fn record_check(&self, report: &InvariantReport) {
-        self.violations.set(i64::try_from(report.violation_count).unwrap_or(i64::MAX));
+        self.violations
+            .set(i64::try_from(report.violation_count).unwrap_or(i64::MAX));
     }
 
     pub fn record_group(&self, stats: &GroupStats, requests: usize, elapsed: std::time::Duration) {

@@ -23,7 +23,10 @@ pub struct Model {
 
 impl Model {
     pub fn new(now: u64) -> Self {
-        Self { now, ..Default::default() }
+        Self {
+            now,
+            ..Default::default()
+        }
     }
 
     pub fn transfer(&self, id: Id) -> Option<&Transfer> {
@@ -36,7 +39,14 @@ impl Model {
         let mut b = Balances::default();
         for t in &self.log {
             let (posted, pending) = if t.flags.pending {
-                (0, if self.status.get(&t.id) == Some(&PendingState::Pending) { t.amount } else { 0 })
+                (
+                    0,
+                    if self.status.get(&t.id) == Some(&PendingState::Pending) {
+                        t.amount
+                    } else {
+                        0
+                    },
+                )
             } else if t.flags.void_pending_transfer {
                 (0, 0)
             } else {
@@ -59,7 +69,9 @@ impl Model {
         let mut i = 0;
         while i < events.len() {
             // A chain: from i through the first event without `linked`.
-            let end = (i..events.len()).find(|&j| !events[j].flags.linked).unwrap_or(events.len() - 1);
+            let end = (i..events.len())
+                .find(|&j| !events[j].flags.linked)
+                .unwrap_or(events.len() - 1);
             let saved = self.clone();
             let mut chain_results = Vec::new();
             let mut failed_at = None;
@@ -79,14 +91,18 @@ impl Model {
                 }
             }
             if let Some((j, code)) = failed_at {
-                let created_before: Vec<Id> =
-                    self.accounts.keys().filter(|id| !saved.accounts.contains_key(id)).copied().collect();
+                let created_before: Vec<Id> = self
+                    .accounts
+                    .keys()
+                    .filter(|id| !saved.accounts.contains_key(id))
+                    .copied()
+                    .collect();
                 // Timestamps handed out to rolled-back events stay used (gaps are fine).
                 let now = self.now;
                 *self = saved;
                 self.now = now;
-                for k in i..j {
-                    if created_before.contains(&events[k].id) {
+                for (k, event) in events.iter().enumerate().take(j).skip(i) {
+                    if created_before.contains(&event.id) {
                         results.push((k as u32, AR::LinkedEventFailed));
                     } else if chain_results.iter().any(|(x, _)| *x == k as u32) {
                         results.push((k as u32, AR::Exists));
@@ -117,16 +133,28 @@ impl Model {
         if let Some(e) = self.accounts.get(&a.id) {
             let checks = [
                 (a.flags != e.flags, AR::ExistsWithDifferentFlags),
-                (a.user_data_128 != e.user_data_128, AR::ExistsWithDifferentUserData128),
-                (a.user_data_64 != e.user_data_64, AR::ExistsWithDifferentUserData64),
-                (a.user_data_32 != e.user_data_32, AR::ExistsWithDifferentUserData32),
+                (
+                    a.user_data_128 != e.user_data_128,
+                    AR::ExistsWithDifferentUserData128,
+                ),
+                (
+                    a.user_data_64 != e.user_data_64,
+                    AR::ExistsWithDifferentUserData64,
+                ),
+                (
+                    a.user_data_32 != e.user_data_32,
+                    AR::ExistsWithDifferentUserData32,
+                ),
                 (a.ledger != e.ledger, AR::ExistsWithDifferentLedger),
                 (a.code != e.code, AR::ExistsWithDifferentCode),
             ];
             return Some(checks.iter().find(|c| c.0).map(|c| c.1).unwrap_or(AR::Exists));
         }
         let checks = [
-            (a.flags.debits_must_not_exceed_credits && a.flags.credits_must_not_exceed_debits, AR::FlagsAreMutuallyExclusive),
+            (
+                a.flags.debits_must_not_exceed_credits && a.flags.credits_must_not_exceed_debits,
+                AR::FlagsAreMutuallyExclusive,
+            ),
             (a.debits_pending != 0, AR::DebitsPendingMustBeZero),
             (a.debits_posted != 0, AR::DebitsPostedMustBeZero),
             (a.credits_pending != 0, AR::CreditsPendingMustBeZero),
@@ -172,7 +200,9 @@ impl Model {
         let mut results = Vec::new();
         let mut i = 0;
         while i < events.len() {
-            let end = (i..events.len()).find(|&j| !events[j].flags.linked).unwrap_or(events.len() - 1);
+            let end = (i..events.len())
+                .find(|&j| !events[j].flags.linked)
+                .unwrap_or(events.len() - 1);
             let saved = self.clone();
             let mut exists = Vec::new();
             let mut failed_at = None;
@@ -197,7 +227,14 @@ impl Model {
                     *self = saved;
                     self.now = now;
                     for k in i..j {
-                        results.push((k as u32, if exists.contains(&k) { R::Exists } else { R::LinkedEventFailed }));
+                        results.push((
+                            k as u32,
+                            if exists.contains(&k) {
+                                R::Exists
+                            } else {
+                                R::LinkedEventFailed
+                            },
+                        ));
                     }
                     let id = events[j].id;
                     let transient = (code as i32) >= (R::DebitAccountNotFound as i32);
@@ -239,13 +276,31 @@ impl Model {
                 (t.flags != e.flags, R::ExistsWithDifferentFlags),
                 (t.pending_id != e.pending_id, R::ExistsWithDifferentPendingId),
                 (t.timeout != e.timeout, R::ExistsWithDifferentTimeout),
-                (given(t.debit_account_id, e.debit_account_id), R::ExistsWithDifferentDebitAccountId),
-                (given(t.credit_account_id, e.credit_account_id), R::ExistsWithDifferentCreditAccountId),
+                (
+                    given(t.debit_account_id, e.debit_account_id),
+                    R::ExistsWithDifferentDebitAccountId,
+                ),
+                (
+                    given(t.credit_account_id, e.credit_account_id),
+                    R::ExistsWithDifferentCreditAccountId,
+                ),
                 (amount_differs, R::ExistsWithDifferentAmount),
-                (given(t.user_data_128, e.user_data_128), R::ExistsWithDifferentUserData128),
-                (given(t.user_data_64.into(), e.user_data_64.into()), R::ExistsWithDifferentUserData64),
-                (given(t.user_data_32.into(), e.user_data_32.into()), R::ExistsWithDifferentUserData32),
-                (given(t.ledger.into(), e.ledger.into()), R::ExistsWithDifferentLedger),
+                (
+                    given(t.user_data_128, e.user_data_128),
+                    R::ExistsWithDifferentUserData128,
+                ),
+                (
+                    given(t.user_data_64.into(), e.user_data_64.into()),
+                    R::ExistsWithDifferentUserData64,
+                ),
+                (
+                    given(t.user_data_32.into(), e.user_data_32.into()),
+                    R::ExistsWithDifferentUserData32,
+                ),
+                (
+                    given(t.ledger.into(), e.ledger.into()),
+                    R::ExistsWithDifferentLedger,
+                ),
                 (given(t.code.into(), e.code.into()), R::ExistsWithDifferentCode),
             ];
             return Some(checks.iter().find(|c| c.0).map(|c| c.1).unwrap_or(R::Exists));
@@ -253,14 +308,32 @@ impl Model {
         if self.failed.contains_key(&t.id) {
             return Some(R::IdAlreadyFailed);
         }
-        let kinds = [f.pending, f.post_pending_transfer, f.void_pending_transfer].iter().filter(|b| **b).count();
+        let kinds = [f.pending, f.post_pending_transfer, f.void_pending_transfer]
+            .iter()
+            .filter(|b| **b)
+            .count();
         let checks = [
-            (kinds > 1 || ((f.balancing_debit || f.balancing_credit) && resolves), R::FlagsAreMutuallyExclusive),
-            (!resolves && t.debit_account_id == 0, R::DebitAccountIdMustNotBeZero),
-            (!resolves && t.credit_account_id == 0, R::CreditAccountIdMustNotBeZero),
-            (t.debit_account_id != 0 && t.debit_account_id == t.credit_account_id, R::AccountsMustBeDifferent),
+            (
+                kinds > 1 || ((f.balancing_debit || f.balancing_credit) && resolves),
+                R::FlagsAreMutuallyExclusive,
+            ),
+            (
+                !resolves && t.debit_account_id == 0,
+                R::DebitAccountIdMustNotBeZero,
+            ),
+            (
+                !resolves && t.credit_account_id == 0,
+                R::CreditAccountIdMustNotBeZero,
+            ),
+            (
+                t.debit_account_id != 0 && t.debit_account_id == t.credit_account_id,
+                R::AccountsMustBeDifferent,
+            ),
             (!resolves && t.pending_id != 0, R::PendingIdMustBeZero),
-            (resolves && (t.pending_id == 0 || t.pending_id == ID_INT_MAX), R::PendingIdMustNotBeZero),
+            (
+                resolves && (t.pending_id == 0 || t.pending_id == ID_INT_MAX),
+                R::PendingIdMustNotBeZero,
+            ),
             (resolves && t.pending_id == t.id, R::PendingIdMustBeDifferent),
             (!f.pending && t.timeout != 0, R::TimeoutReservedForPendingTransfer),
             (!resolves && t.amount == 0, R::AmountMustNotBeZero),
@@ -274,32 +347,71 @@ impl Model {
         let max = u128::from(BALANCE_MAX);
         let sum = |xs: &[u64]| xs.iter().map(|x| u128::from(*x)).sum::<u128>();
         if resolves {
-            let Some(p) = self.transfer(t.pending_id).cloned() else { return Some(R::PendingTransferNotFound) };
+            let Some(p) = self.transfer(t.pending_id).cloned() else {
+                return Some(R::PendingTransferNotFound);
+            };
             let post = f.post_pending_transfer;
             let status = self.status.get(&p.id).copied();
             let expired = p.timeout > 0 && p.timestamp + u64::from(p.timeout) * NANOS_PER_SECOND <= self.now;
             let checks = [
                 (!p.flags.pending, R::PendingTransferNotPending),
-                (t.debit_account_id != 0 && t.debit_account_id != p.debit_account_id, R::PendingTransferHasDifferentDebitAccountId),
-                (t.credit_account_id != 0 && t.credit_account_id != p.credit_account_id, R::PendingTransferHasDifferentCreditAccountId),
-                (t.ledger != 0 && t.ledger != p.ledger, R::PendingTransferHasDifferentLedger),
-                (t.code != 0 && t.code != p.code, R::PendingTransferHasDifferentCode),
+                (
+                    t.debit_account_id != 0 && t.debit_account_id != p.debit_account_id,
+                    R::PendingTransferHasDifferentDebitAccountId,
+                ),
+                (
+                    t.credit_account_id != 0 && t.credit_account_id != p.credit_account_id,
+                    R::PendingTransferHasDifferentCreditAccountId,
+                ),
+                (
+                    t.ledger != 0 && t.ledger != p.ledger,
+                    R::PendingTransferHasDifferentLedger,
+                ),
+                (
+                    t.code != 0 && t.code != p.code,
+                    R::PendingTransferHasDifferentCode,
+                ),
                 (post && t.amount > p.amount, R::ExceedsPendingTransferAmount),
-                (!post && t.amount != 0 && t.amount != p.amount, R::PendingTransferHasDifferentAmount),
-                (status == Some(PendingState::Posted), R::PendingTransferAlreadyPosted),
-                (status == Some(PendingState::Voided), R::PendingTransferAlreadyVoided),
-                (status == Some(PendingState::Expired) || expired, R::PendingTransferExpired),
+                (
+                    !post && t.amount != 0 && t.amount != p.amount,
+                    R::PendingTransferHasDifferentAmount,
+                ),
+                (
+                    status == Some(PendingState::Posted),
+                    R::PendingTransferAlreadyPosted,
+                ),
+                (
+                    status == Some(PendingState::Voided),
+                    R::PendingTransferAlreadyVoided,
+                ),
+                (
+                    status == Some(PendingState::Expired) || expired,
+                    R::PendingTransferExpired,
+                ),
             ];
             if let Some(c) = checks.iter().find(|c| c.0) {
                 return Some(c.1);
             }
-            let amount = if !post || t.amount == 0 { p.amount } else { t.amount };
+            let amount = if !post || t.amount == 0 {
+                p.amount
+            } else {
+                t.amount
+            };
             let dr = self.balances(p.debit_account_id);
             let cr = self.balances(p.credit_account_id);
-            let (dra, cra) = (&self.accounts[&p.debit_account_id], &self.accounts[&p.credit_account_id]);
+            let (dra, cra) = (
+                &self.accounts[&p.debit_account_id],
+                &self.accounts[&p.credit_account_id],
+            );
             let checks = [
-                (post && sum(&[dr.debits_posted, amount]) > max, R::OverflowsDebitsPosted),
-                (post && sum(&[cr.credits_posted, amount]) > max, R::OverflowsCreditsPosted),
+                (
+                    post && sum(&[dr.debits_posted, amount]) > max,
+                    R::OverflowsDebitsPosted,
+                ),
+                (
+                    post && sum(&[cr.credits_posted, amount]) > max,
+                    R::OverflowsCreditsPosted,
+                ),
                 (post && dra.flags.closed, R::DebitAccountAlreadyClosed),
                 (post && cra.flags.closed, R::CreditAccountAlreadyClosed),
             ];
@@ -322,31 +434,68 @@ impl Model {
                 stored.user_data_32 = p.user_data_32;
             }
             stored.timestamp = self.tick();
-            self.status.insert(p.id, if post { PendingState::Posted } else { PendingState::Voided });
+            self.status.insert(
+                p.id,
+                if post {
+                    PendingState::Posted
+                } else {
+                    PendingState::Voided
+                },
+            );
             self.log.push(stored);
             return None;
         }
-        let Some(dra) = self.accounts.get(&t.debit_account_id) else { return Some(R::DebitAccountNotFound) };
-        let Some(cra) = self.accounts.get(&t.credit_account_id) else { return Some(R::CreditAccountNotFound) };
+        let Some(dra) = self.accounts.get(&t.debit_account_id) else {
+            return Some(R::DebitAccountNotFound);
+        };
+        let Some(cra) = self.accounts.get(&t.credit_account_id) else {
+            return Some(R::CreditAccountNotFound);
+        };
         let (dr, cr) = (self.balances(dra.id), self.balances(cra.id));
         let mut amount = t.amount;
         if f.balancing_debit {
-            amount = amount.min(dr.credits_posted.saturating_sub(dr.debits_pending + dr.debits_posted));
+            amount = amount.min(
+                dr.credits_posted
+                    .saturating_sub(dr.debits_pending + dr.debits_posted),
+            );
         }
         if f.balancing_credit {
-            amount = amount.min(cr.debits_posted.saturating_sub(cr.credits_pending + cr.credits_posted));
+            amount = amount.min(
+                cr.debits_posted
+                    .saturating_sub(cr.credits_pending + cr.credits_posted),
+            );
         }
         let checks = [
             (dra.ledger != cra.ledger, R::AccountsMustHaveTheSameLedger),
             (t.ledger != dra.ledger, R::TransferMustHaveTheSameLedgerAsAccounts),
-            (f.pending && sum(&[dr.debits_pending, amount]) > max, R::OverflowsDebitsPending),
-            (f.pending && sum(&[cr.credits_pending, amount]) > max, R::OverflowsCreditsPending),
-            (!f.pending && sum(&[dr.debits_posted, amount]) > max, R::OverflowsDebitsPosted),
-            (!f.pending && sum(&[cr.credits_posted, amount]) > max, R::OverflowsCreditsPosted),
-            (sum(&[dr.debits_pending, dr.debits_posted, amount]) > max, R::OverflowsDebits),
-            (sum(&[cr.credits_pending, cr.credits_posted, amount]) > max, R::OverflowsCredits),
             (
-                f.pending && u128::from(self.now) + u128::from(t.timeout) * u128::from(NANOS_PER_SECOND) > u128::from(u64::MAX),
+                f.pending && sum(&[dr.debits_pending, amount]) > max,
+                R::OverflowsDebitsPending,
+            ),
+            (
+                f.pending && sum(&[cr.credits_pending, amount]) > max,
+                R::OverflowsCreditsPending,
+            ),
+            (
+                !f.pending && sum(&[dr.debits_posted, amount]) > max,
+                R::OverflowsDebitsPosted,
+            ),
+            (
+                !f.pending && sum(&[cr.credits_posted, amount]) > max,
+                R::OverflowsCreditsPosted,
+            ),
+            (
+                sum(&[dr.debits_pending, dr.debits_posted, amount]) > max,
+                R::OverflowsDebits,
+            ),
+            (
+                sum(&[cr.credits_pending, cr.credits_posted, amount]) > max,
+                R::OverflowsCredits,
+            ),
+            (
+                f.pending
+                    && u128::from(self.now) + u128::from(t.timeout) * u128::from(NANOS_PER_SECOND)
+                        > u128::from(u64::MAX),
                 R::OverflowsTimeout,
             ),
             (

@@ -12,11 +12,23 @@ use payplane_proto::accounting::v1 as pb;
 #[tokio::test]
 async fn ledger_api_end_to_end() {
     let db = database("acct_api").await;
-    let service = start(&db, &[("EXPIRY_INTERVAL", "200ms".into()), ("EXPIRY_GRACE", "2s".into())]).await;
+    let service = start(
+        &db,
+        &[("EXPIRY_INTERVAL", "200ms".into()), ("EXPIRY_GRACE", "2s".into())],
+    )
+    .await;
     let mut c = client(&service).await;
 
-    let limited = AccountFlags { debits_must_not_exceed_credits: true, history: true, ..Default::default() };
-    let accounts = [account(1, 1, AccountFlags::default()), account(2, 1, limited), account(3, 2, AccountFlags::default())];
+    let limited = AccountFlags {
+        debits_must_not_exceed_credits: true,
+        history: true,
+        ..Default::default()
+    };
+    let accounts = [
+        account(1, 1, AccountFlags::default()),
+        account(2, 1, limited),
+        account(3, 2, AccountFlags::default()),
+    ];
     assert_eq!(create_accounts(&mut c, &accounts).await, vec![]);
     let mut other = account(1, 1, AccountFlags::default());
     other.code = 11;
@@ -26,19 +38,57 @@ async fn ledger_api_end_to_end() {
     );
 
     // Funding, an overdraft refused and frozen, retries.
-    assert_eq!(create_transfers(&mut c, &[transfer(100, 1, 2, 50)]).await.unwrap(), vec![]);
-    assert_eq!(create_transfers(&mut c, &[transfer(101, 2, 1, 80)]).await.unwrap(), vec![(0, R::ExceedsCredits as i32)]);
-    assert_eq!(create_transfers(&mut c, &[transfer(100, 1, 2, 50)]).await.unwrap(), vec![(0, R::Exists as i32)]);
-    assert_eq!(create_transfers(&mut c, &[transfer(100, 1, 2, 51)]).await.unwrap(), vec![(0, R::ExistsWithDifferentAmount as i32)]);
-    assert_eq!(create_transfers(&mut c, &[transfer(100, 1, 2, 50)]).await.unwrap(), vec![(0, R::Exists as i32)]);
-    assert_eq!(create_transfers(&mut c, &[transfer(102, 1, 2, 100)]).await.unwrap(), vec![]);
-    assert_eq!(create_transfers(&mut c, &[transfer(101, 2, 1, 80)]).await.unwrap(), vec![(0, R::IdAlreadyFailed as i32)]);
+    assert_eq!(
+        create_transfers(&mut c, &[transfer(100, 1, 2, 50)])
+            .await
+            .unwrap(),
+        vec![]
+    );
+    assert_eq!(
+        create_transfers(&mut c, &[transfer(101, 2, 1, 80)])
+            .await
+            .unwrap(),
+        vec![(0, R::ExceedsCredits as i32)]
+    );
+    assert_eq!(
+        create_transfers(&mut c, &[transfer(100, 1, 2, 50)])
+            .await
+            .unwrap(),
+        vec![(0, R::Exists as i32)]
+    );
+    assert_eq!(
+        create_transfers(&mut c, &[transfer(100, 1, 2, 51)])
+            .await
+            .unwrap(),
+        vec![(0, R::ExistsWithDifferentAmount as i32)]
+    );
+    assert_eq!(
+        create_transfers(&mut c, &[transfer(100, 1, 2, 50)])
+            .await
+            .unwrap(),
+        vec![(0, R::Exists as i32)]
+    );
+    assert_eq!(
+        create_transfers(&mut c, &[transfer(102, 1, 2, 100)])
+            .await
+            .unwrap(),
+        vec![]
+    );
+    assert_eq!(
+        create_transfers(&mut c, &[transfer(101, 2, 1, 80)])
+            .await
+            .unwrap(),
+        vec![(0, R::IdAlreadyFailed as i32)]
+    );
 
     // Bad input: per-event codes, nothing applied for those events.
     let mut malformed = transfer_pb(&transfer(103, 1, 2, 1));
     malformed.id = "not-a-uuid".into();
     let mut bad_pending = transfer_pb(&transfer(104, 1, 2, 1));
-    bad_pending.flags = Some(pb::TransferFlags { post_pending_transfer: true, ..Default::default() });
+    bad_pending.flags = Some(pb::TransferFlags {
+        post_pending_transfer: true,
+        ..Default::default()
+    });
     bad_pending.pending_id = "xyz".into();
     let req = pb::CreateTransfersRequest {
         transfers: vec![
@@ -51,8 +101,15 @@ async fn ledger_api_end_to_end() {
             transfer_pb(&transfer(109, 1, 99, 1)),
         ],
     };
-    let errors: Vec<(u32, i32)> =
-        c.create_transfers(req).await.unwrap().into_inner().errors.into_iter().map(|e| (e.index, e.result)).collect();
+    let errors: Vec<(u32, i32)> = c
+        .create_transfers(req)
+        .await
+        .unwrap()
+        .into_inner()
+        .errors
+        .into_iter()
+        .map(|e| (e.index, e.result))
+        .collect();
     assert_eq!(
         errors,
         vec![
@@ -67,18 +124,34 @@ async fn ledger_api_end_to_end() {
     );
     // Oversize batch and malformed user data: INVALID_ARGUMENT naming the field, nothing applied.
     let big = pb::CreateTransfersRequest {
-        transfers: (0..8191u128).map(|i| transfer_pb(&transfer(10_000 + i, 1, 2, 1))).collect(),
+        transfers: (0..8191u128)
+            .map(|i| transfer_pb(&transfer(10_000 + i, 1, 2, 1)))
+            .collect(),
     };
     let e = c.create_transfers(big).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
     assert!(e.message().contains("transfers: at most 8190"), "{}", e.message());
     let mut ud = transfer_pb(&transfer(110, 1, 2, 1));
     ud.user_data_128 = "nope".into();
-    let e = c.create_transfers(pb::CreateTransfersRequest { transfers: vec![transfer_pb(&transfer(111, 1, 2, 1)), ud] }).await.unwrap_err();
+    let e = c
+        .create_transfers(pb::CreateTransfersRequest {
+            transfers: vec![transfer_pb(&transfer(111, 1, 2, 1)), ud],
+        })
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
-    assert!(e.message().contains("transfers[1].user_data_128"), "{}", e.message());
+    assert!(
+        e.message().contains("transfers[1].user_data_128"),
+        "{}",
+        e.message()
+    );
     assert!(lookup_transfers(&mut c, &[10_000, 110, 111]).await.is_empty());
-    let e = c.lookup_accounts(pb::LookupAccountsRequest { ids: vec!["bad".into()] }).await.unwrap_err();
+    let e = c
+        .lookup_accounts(pb::LookupAccountsRequest {
+            ids: vec!["bad".into()],
+        })
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
 
     // Two-phase: partial post, void, and expiry by the service.
@@ -96,26 +169,46 @@ async fn ledger_api_end_to_end() {
     assert_eq!(create_transfers(&mut c, &[post.clone()]).await.unwrap(), vec![]);
     let mut again = post.clone();
     again.id = 203;
-    assert_eq!(create_transfers(&mut c, &[again]).await.unwrap(), vec![(0, R::PendingTransferAlreadyPosted as i32)]);
+    assert_eq!(
+        create_transfers(&mut c, &[again]).await.unwrap(),
+        vec![(0, R::PendingTransferAlreadyPosted as i32)]
+    );
     let a = lookup_accounts(&mut c, &[1, 2]).await;
-    assert_eq!((a[0].debits_pending, a[0].debits_posted, a[0].credits_posted), (7, 160, 0));
+    assert_eq!(
+        (a[0].debits_pending, a[0].debits_posted, a[0].credits_posted),
+        (7, 160, 0)
+    );
     assert_eq!((a[1].credits_pending, a[1].credits_posted), (7, 160));
     tokio::time::sleep(Duration::from_millis(1600)).await;
     let a = lookup_accounts(&mut c, &[1, 2]).await;
-    assert_eq!((a[0].debits_pending, a[1].credits_pending), (0, 0), "the idle service expired the hold");
+    assert_eq!(
+        (a[0].debits_pending, a[1].credits_pending),
+        (0, 0),
+        "the idle service expired the hold"
+    );
     let mut late = post.clone();
     late.id = 204;
     late.pending_id = 201;
     late.amount = 0;
-    assert_eq!(create_transfers(&mut c, &[late]).await.unwrap(), vec![(0, R::PendingTransferExpired as i32)]);
+    assert_eq!(
+        create_transfers(&mut c, &[late]).await.unwrap(),
+        vec![(0, R::PendingTransferExpired as i32)]
+    );
 
     // Queries: transfers of an account in pages, balance history.
-    let filter = |token: String| pb::AccountFilter { account_id: id(2), limit: 2, page_token: token, ..Default::default() };
+    let filter = |token: String| pb::AccountFilter {
+        account_id: id(2),
+        limit: 2,
+        page_token: token,
+        ..Default::default()
+    };
     let mut seen = Vec::new();
     let mut token = String::new();
     loop {
         let r = c
-            .get_account_transfers(pb::GetAccountTransfersRequest { filter: Some(filter(token)) })
+            .get_account_transfers(pb::GetAccountTransfersRequest {
+                filter: Some(filter(token)),
+            })
             .await
             .unwrap()
             .into_inner();
@@ -127,20 +220,34 @@ async fn ledger_api_end_to_end() {
     }
     let ids: Vec<String> = seen.iter().map(|(i, _)| i.clone()).collect();
     assert_eq!(ids, [100u128, 102, 200, 201, 202].map(id).to_vec());
-    assert!(seen.windows(2).all(|w| w[0].1 < w[1].1), "timestamps strictly increase");
+    assert!(
+        seen.windows(2).all(|w| w[0].1 < w[1].1),
+        "timestamps strictly increase"
+    );
     let r = c
         .get_account_balances(pb::GetAccountBalancesRequest {
-            filter: Some(pb::AccountFilter { account_id: id(2), reversed: true, ..Default::default() }),
+            filter: Some(pb::AccountFilter {
+                account_id: id(2),
+                reversed: true,
+                ..Default::default()
+            }),
         })
         .await
         .unwrap()
         .into_inner();
     assert_eq!(r.balances.len(), 5);
     assert_eq!(r.balances[0].transfer_id, id(202));
-    assert_eq!((r.balances[0].credits_posted, r.balances[0].credits_pending), (160, 7));
+    assert_eq!(
+        (r.balances[0].credits_posted, r.balances[0].credits_pending),
+        (160, 7)
+    );
     let e = c
         .get_account_transfers(pb::GetAccountTransfersRequest {
-            filter: Some(pb::AccountFilter { account_id: id(2), page_token: "x".into(), ..Default::default() }),
+            filter: Some(pb::AccountFilter {
+                account_id: id(2),
+                page_token: "x".into(),
+                ..Default::default()
+            }),
         })
         .await
         .unwrap_err();
@@ -148,12 +255,25 @@ async fn ledger_api_end_to_end() {
 
     let report = assert_invariants(&mut c).await;
     let l1 = report.ledgers.iter().find(|l| l.ledger == 1).unwrap();
-    assert_eq!((l1.debits_posted, l1.credits_posted, l1.account_count, l1.transfer_count), (160, 160, 2, 5));
+    assert_eq!(
+        (
+            l1.debits_posted,
+            l1.credits_posted,
+            l1.account_count,
+            l1.transfer_count
+        ),
+        (160, 160, 2, 5)
+    );
 
     // The gauge reflects the check.
     let metrics = reqwest_metrics(&service.admin_addr.to_string()).await;
     assert!(metrics.contains("ledger_invariant_violations{"), "{metrics}");
-    assert!(metrics.lines().any(|l| l.starts_with("ledger_invariant_violations{") && l.ends_with(" 0")), "{metrics}");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("ledger_invariant_violations{") && l.ends_with(" 0")),
+        "{metrics}"
+    );
 
     // A corrupted balance is caught by the check.
     let pool = sqlx::PgPool::connect(db.url()).await.unwrap();
@@ -162,18 +282,30 @@ async fn ledger_api_end_to_end() {
         .execute(&pool)
         .await
         .unwrap();
-    let r = c.check_invariants(pb::CheckInvariantsRequest { ledger: 1 }).await.unwrap().into_inner();
+    let r = c
+        .check_invariants(pb::CheckInvariantsRequest { ledger: 1 })
+        .await
+        .unwrap()
+        .into_inner();
     assert!(!r.ok);
     let kinds: Vec<i32> = r.violations.iter().map(|v| v.kind).collect();
-    assert!(kinds.contains(&(pb::InvariantViolationKind::LedgerUnbalanced as i32)), "{r:?}");
-    assert!(kinds.contains(&(pb::InvariantViolationKind::AccountBalanceMismatch as i32)), "{r:?}");
+    assert!(
+        kinds.contains(&(pb::InvariantViolationKind::LedgerUnbalanced as i32)),
+        "{r:?}"
+    );
+    assert!(
+        kinds.contains(&(pb::InvariantViolationKind::AccountBalanceMismatch as i32)),
+        "{r:?}"
+    );
 }
 
 /// GET /metrics over a bare TCP connection (no HTTP client dependency needed).
 async fn reqwest_metrics(addr: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    s.write_all(format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
     let mut body = String::new();
     s.read_to_string(&mut body).await.unwrap();
     body

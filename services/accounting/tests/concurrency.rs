@@ -24,7 +24,11 @@ async fn two_replicas_hot_accounts_retries() {
     let mut c = client(&a).await;
     let hot: Vec<u128> = (1..=HOT).collect();
     let payers: Vec<u128> = (100..100 + PAYERS).collect();
-    let accounts: Vec<_> = hot.iter().chain(&payers).map(|id| account(*id, 1, AccountFlags::default())).collect();
+    let accounts: Vec<_> = hot
+        .iter()
+        .chain(&payers)
+        .map(|id| account(*id, 1, AccountFlags::default()))
+        .collect();
     assert_eq!(create_accounts(&mut c, &accounts).await, vec![]);
 
     let mut tasks = Vec::new();
@@ -39,7 +43,12 @@ async fn two_replicas_hot_accounts_retries() {
                 let mut batch = Vec::new();
                 if seq % 5 == 4 {
                     // A hold and its partial post, linked: both or neither.
-                    let mut hold = transfer(base | 1, payers[rng.random_range(0..payers.len())], hot[rng.random_range(0..hot.len())], 40);
+                    let mut hold = transfer(
+                        base | 1,
+                        payers[rng.random_range(0..payers.len())],
+                        hot[rng.random_range(0..hot.len())],
+                        40,
+                    );
                     hold.flags.pending = true;
                     hold.flags.linked = true;
                     let mut post = transfer(base | 2, 0, 0, rng.random_range(1..=40));
@@ -50,7 +59,12 @@ async fn two_replicas_hot_accounts_retries() {
                     batch.extend([hold, post]);
                 } else {
                     for i in 0..rng.random_range(1..=5u128) {
-                        let t = transfer(base | (i + 1), payers[rng.random_range(0..payers.len())], hot[rng.random_range(0..hot.len())], rng.random_range(1..=1000));
+                        let t = transfer(
+                            base | (i + 1),
+                            payers[rng.random_range(0..payers.len())],
+                            hot[rng.random_range(0..hot.len())],
+                            rng.random_range(1..=1000),
+                        );
                         batch.push(t);
                     }
                 }
@@ -70,7 +84,10 @@ async fn two_replicas_hot_accounts_retries() {
                     vec![x, y]
                 };
                 for r in &results {
-                    assert!(r.iter().all(|(_, code)| *code == R::Exists as i32), "only created or exists: {r:?}");
+                    assert!(
+                        r.iter().all(|(_, code)| *code == R::Exists as i32),
+                        "only created or exists: {r:?}"
+                    );
                 }
                 // Exactly one of the attempts created each event.
                 for i in 0..batch.len() as u32 {
@@ -89,7 +106,11 @@ async fn two_replicas_hot_accounts_retries() {
 
     // Expected balances from what the clients sent, computed independently.
     let mut expected: HashMap<u128, (u64, u64)> = HashMap::new(); // id -> (debits_posted, credits_posted)
-    let holds: HashMap<u128, &Transfer> = all.iter().filter(|t| t.flags.pending).map(|t| (t.id, t)).collect();
+    let holds: HashMap<u128, &Transfer> = all
+        .iter()
+        .filter(|t| t.flags.pending)
+        .map(|t| (t.id, t))
+        .collect();
     for t in &all {
         let (dr, cr, amount) = if t.flags.pending {
             continue;
@@ -105,15 +126,31 @@ async fn two_replicas_hot_accounts_retries() {
     let ids: Vec<u128> = hot.iter().chain(&payers).copied().collect();
     for acc in lookup_accounts(&mut c, &ids).await {
         let (d, cr) = expected.get(&acc.id).copied().unwrap_or_default();
-        assert_eq!((acc.debits_posted, acc.credits_posted, acc.debits_pending, acc.credits_pending), (d, cr, 0, 0), "account {}", acc.id);
+        assert_eq!(
+            (
+                acc.debits_posted,
+                acc.credits_posted,
+                acc.debits_pending,
+                acc.credits_pending
+            ),
+            (d, cr, 0, 0),
+            "account {}",
+            acc.id
+        );
     }
     let ids: Vec<u128> = all.iter().map(|t| t.id).collect();
     let stored = lookup_transfers(&mut c, &ids).await;
     assert_eq!(stored.len(), all.len(), "every transfer stored once");
     let pool = sqlx::PgPool::connect(db.url()).await.unwrap();
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM transfers").fetch_one(&pool).await.unwrap();
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM transfers")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     assert_eq!(count as usize, all.len(), "no transfer applied twice");
-    let distinct: i64 = sqlx::query_scalar("SELECT count(DISTINCT timestamp) FROM transfers").fetch_one(&pool).await.unwrap();
+    let distinct: i64 = sqlx::query_scalar("SELECT count(DISTINCT timestamp) FROM transfers")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     assert_eq!(distinct, count, "timestamps unique across replicas");
     assert_invariants(&mut c).await;
 }

@@ -18,7 +18,11 @@ async fn sigkill_mid_batches_then_retry() {
     let mut c = client(&service).await;
     let hot: Vec<u128> = (1..=4).collect();
     let payers: Vec<u128> = (10..18).collect();
-    let accounts: Vec<_> = hot.iter().chain(&payers).map(|id| account(*id, 1, AccountFlags::default())).collect();
+    let accounts: Vec<_> = hot
+        .iter()
+        .chain(&payers)
+        .map(|id| account(*id, 1, AccountFlags::default()))
+        .collect();
     assert_eq!(create_accounts(&mut c, &accounts).await, vec![]);
 
     let mut tasks = Vec::new();
@@ -58,6 +62,11 @@ async fn sigkill_mid_batches_then_retry() {
 
     for _ in 0..2 {
         tokio::time::sleep(Duration::from_millis(1200)).await;
+        // The kill must land while clients are still sending, or the test proves nothing.
+        assert!(
+            tasks.iter().any(|t| !t.is_finished()),
+            "clients finished before the kill"
+        );
         service.kill();
         tokio::time::sleep(Duration::from_millis(300)).await;
         service = start(&db, &[]).await;
@@ -70,10 +79,21 @@ async fn sigkill_mid_batches_then_retry() {
     let mut c = client(&service).await;
     let ids: Vec<u128> = acknowledged.iter().map(|t| t.id).collect();
     let stored = lookup_transfers(&mut c, &ids).await;
-    assert_eq!(stored.len(), acknowledged.len(), "every acknowledged transfer is present");
+    assert_eq!(
+        stored.len(),
+        acknowledged.len(),
+        "every acknowledged transfer is present"
+    );
     let pool = sqlx::PgPool::connect(db.url()).await.unwrap();
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM transfers").fetch_one(&pool).await.unwrap();
-    assert_eq!(count as usize, acknowledged.len(), "nothing applied twice or left over");
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM transfers")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        count as usize,
+        acknowledged.len(),
+        "nothing applied twice or left over"
+    );
     let total: u64 = acknowledged.iter().map(|t| t.amount).sum();
     let balances = lookup_accounts(&mut c, &hot).await;
     assert_eq!(balances.iter().map(|a| a.credits_posted).sum::<u64>(), total);

@@ -59,9 +59,17 @@ async fn create_accounts(c: &mut LedgerServiceClient<Channel>, n: usize, ledger:
     for chunk in ids.chunks(8000) {
         let accounts = chunk
             .iter()
-            .map(|id| pb::Account { id: id.clone(), ledger, code: 1, ..Default::default() })
+            .map(|id| pb::Account {
+                id: id.clone(),
+                ledger,
+                code: 1,
+                ..Default::default()
+            })
             .collect();
-        let r = c.create_accounts(CreateAccountsRequest { accounts }).await?.into_inner();
+        let r = c
+            .create_accounts(CreateAccountsRequest { accounts })
+            .await?
+            .into_inner();
         if !r.errors.is_empty() {
             bail!("creating accounts: {:?}", &r.errors[..r.errors.len().min(3)]);
         }
@@ -95,7 +103,10 @@ async fn run(
                 let batch = make();
                 let n = batch.len() as u64;
                 let t0 = Instant::now();
-                let r = c.create_transfers(CreateTransfersRequest { transfers: batch }).await?.into_inner();
+                let r = c
+                    .create_transfers(CreateTransfersRequest { transfers: batch })
+                    .await?
+                    .into_inner();
                 latencies.push(t0.elapsed());
                 if !r.errors.is_empty() {
                     bail!("transfers failed: {:?}", &r.errors[..r.errors.len().min(3)]);
@@ -105,7 +116,11 @@ async fn run(
             Ok::<_, anyhow::Error>((transfers, latencies))
         }));
     }
-    let mut out = Outcome { transfers: 0, latencies: Vec::new(), elapsed: Duration::ZERO };
+    let mut out = Outcome {
+        transfers: 0,
+        latencies: Vec::new(),
+        elapsed: Duration::ZERO,
+    };
     for t in tasks {
         let (n, l) = t.await??;
         out.transfers += n;
@@ -137,7 +152,11 @@ fn report(name: &str, o: &Outcome) {
 
 async fn stored_transfers(pool: Option<&sqlx::PgPool>) -> Result<Option<i64>> {
     match pool {
-        Some(p) => Ok(Some(sqlx::query_scalar("SELECT count(*) FROM transfers").fetch_one(p).await?)),
+        Some(p) => Ok(Some(
+            sqlx::query_scalar("SELECT count(*) FROM transfers")
+                .fetch_one(p)
+                .await?,
+        )),
         None => Ok(None),
     }
 }
@@ -157,18 +176,35 @@ async fn verify(pool: Option<&sqlx::PgPool>, before: Option<i64>, acknowledged: 
 async fn main() -> Result<()> {
     let args = Args::parse();
     let pool = match &args.database_url {
-        Some(url) => Some(sqlx::PgPool::connect(url).await.context("connecting to --database-url")?),
+        Some(url) => Some(
+            sqlx::PgPool::connect(url)
+                .await
+                .context("connecting to --database-url")?,
+        ),
         None => None,
     };
     if let Some(p) = &pool {
-        for setting in ["server_version", "synchronous_commit", "fsync", "wal_sync_method", "shared_buffers"] {
-            let v: String = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SHOW {setting}"))).fetch_one(p).await?;
+        for setting in [
+            "server_version",
+            "synchronous_commit",
+            "fsync",
+            "wal_sync_method",
+            "shared_buffers",
+        ] {
+            let v: String = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SHOW {setting}")))
+                .fetch_one(p)
+                .await?;
             println!("postgres {setting} = {v}");
         }
     }
     let mut channels = Vec::new();
     for _ in 0..args.connections.max(1) {
-        channels.push(Channel::from_shared(args.target.clone())?.connect().await.context("connecting to --target")?);
+        channels.push(
+            Channel::from_shared(args.target.clone())?
+                .connect()
+                .await
+                .context("connecting to --target")?,
+        );
     }
     let mut c = LedgerServiceClient::new(channels[0].clone());
     let ledger = rand::rng().random_range(1000..1_000_000u32);
@@ -218,7 +254,13 @@ async fn main() -> Result<()> {
     };
     let before = stored_transfers(pool.as_ref()).await?;
     let o = run(&channels, args.hot_clients, args.seconds, make).await?;
-    report(&format!("single: {} clients x 1/request, {} hot", args.hot_clients, args.hot_accounts), &o);
+    report(
+        &format!(
+            "single: {} clients x 1/request, {} hot",
+            args.hot_clients, args.hot_accounts
+        ),
+        &o,
+    );
     verify(pool.as_ref(), before, o.transfers).await?;
     Ok(())
 }

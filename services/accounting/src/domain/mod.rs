@@ -156,8 +156,10 @@ pub struct Transfer {
 impl Transfer {
     /// When a pending transfer with a timeout expires (ledger time, ns); `None` for no timeout.
     pub fn expires_at(&self) -> Option<u64> {
-        (self.flags.pending && self.timeout > 0)
-            .then(|| self.timestamp.saturating_add(u64::from(self.timeout) * NANOS_PER_SECOND))
+        (self.flags.pending && self.timeout > 0).then(|| {
+            self.timestamp
+                .saturating_add(u64::from(self.timeout) * NANOS_PER_SECOND)
+        })
     }
 }
 
@@ -182,7 +184,11 @@ pub struct TransferEvent {
 impl From<Transfer> for TransferEvent {
     fn from(transfer: Transfer) -> Self {
         let pending_id_given = transfer.pending_id != 0;
-        Self { transfer, malformed: Malformed::default(), pending_id_given }
+        Self {
+            transfer,
+            malformed: Malformed::default(),
+            pending_id_given,
+        }
     }
 }
 
@@ -194,7 +200,10 @@ pub struct AccountEvent {
 
 impl From<Account> for AccountEvent {
     fn from(account: Account) -> Self {
-        Self { account, id_malformed: false }
+        Self {
+            account,
+            id_malformed: false,
+        }
     }
 }
 
@@ -209,7 +218,10 @@ pub struct Clock {
 impl Clock {
     /// Timestamps `first..=last`.
     pub fn new(first: u64, last: u64) -> Self {
-        Self { next: first, end: last }
+        Self {
+            next: first,
+            end: last,
+        }
     }
 
     /// The timestamp of the next event; the store reserves one per event, so running out is a bug.

@@ -17,8 +17,8 @@ pub enum Op {
 }
 
 fn account() -> impl Strategy<Value = Account> {
-    (1u128..=6, 1u32..=2, 0u8..4, any::<bool>(), any::<bool>(), 0u32..2).prop_map(|(id, ledger, limit, history, linked, code)| {
-        Account {
+    (1u128..=6, 1u32..=2, 0u8..4, any::<bool>(), any::<bool>(), 0u32..2).prop_map(
+        |(id, ledger, limit, history, linked, code)| Account {
             id,
             ledger,
             code: code + 1,
@@ -30,40 +30,60 @@ fn account() -> impl Strategy<Value = Account> {
                 closed: false,
             },
             ..Default::default()
-        }
-    })
+        },
+    )
 }
 
 /// Ids from a small pool so that retries, conflicts and frozen failures happen often.
 pub fn transfer() -> impl Strategy<Value = Transfer> {
     let kind = prop_oneof![4 => Just(0u8), 2 => Just(1), 2 => Just(2), 1 => Just(3), 1 => Just(4)];
-    (kind, 1u128..=40, 0u128..=6, 0u128..=6, 0u64..=20, 1u128..=40, prop::bool::weighted(0.25), 0u32..=2, 1u32..=2)
-        .prop_map(|(kind, id, dr, cr, amount, pending_id, linked, timeout, ledger)| {
-            let mut t = Transfer { id, debit_account_id: dr, credit_account_id: cr, amount, ledger, code: 1, ..Default::default() };
-            t.flags.linked = linked;
-            match kind {
-                1 => {
-                    t.flags.pending = true;
-                    t.timeout = timeout;
-                }
-                2 | 3 => {
-                    // Post (amount 0 = full) or void, inheriting accounts, ledger and code.
-                    t.flags.post_pending_transfer = kind == 2;
-                    t.flags.void_pending_transfer = kind == 3;
-                    t.pending_id = pending_id;
-                    t.debit_account_id = 0;
-                    t.credit_account_id = 0;
-                    t.ledger = 0;
-                    t.code = 0;
-                    if kind == 3 || amount > 12 {
-                        t.amount = 0;
+    (
+        kind,
+        1u128..=40,
+        0u128..=6,
+        0u128..=6,
+        0u64..=20,
+        1u128..=40,
+        prop::bool::weighted(0.25),
+        0u32..=2,
+        1u32..=2,
+    )
+        .prop_map(
+            |(kind, id, dr, cr, amount, pending_id, linked, timeout, ledger)| {
+                let mut t = Transfer {
+                    id,
+                    debit_account_id: dr,
+                    credit_account_id: cr,
+                    amount,
+                    ledger,
+                    code: 1,
+                    ..Default::default()
+                };
+                t.flags.linked = linked;
+                match kind {
+                    1 => {
+                        t.flags.pending = true;
+                        t.timeout = timeout;
                     }
+                    2 | 3 => {
+                        // Post (amount 0 = full) or void, inheriting accounts, ledger and code.
+                        t.flags.post_pending_transfer = kind == 2;
+                        t.flags.void_pending_transfer = kind == 3;
+                        t.pending_id = pending_id;
+                        t.debit_account_id = 0;
+                        t.credit_account_id = 0;
+                        t.ledger = 0;
+                        t.code = 0;
+                        if kind == 3 || amount > 12 {
+                            t.amount = 0;
+                        }
+                    }
+                    4 => t.flags.balancing_debit = true,
+                    _ => {}
                 }
-                4 => t.flags.balancing_debit = true,
-                _ => {}
-            }
-            t
-        })
+                t
+            },
+        )
 }
 
 pub fn history() -> impl Strategy<Value = Vec<Op>> {
@@ -86,10 +106,16 @@ fn check_invariants(state: &State, model: &Model) -> Result<(), TestCaseError> {
         t[2] += u128::from(a.credits_pending);
         t[3] += u128::from(a.credits_posted);
         if a.flags.debits_must_not_exceed_credits {
-            prop_assert!(a.debits_pending + a.debits_posted <= a.credits_posted, "{a:?} breaks its limit");
+            prop_assert!(
+                a.debits_pending + a.debits_posted <= a.credits_posted,
+                "{a:?} breaks its limit"
+            );
         }
         if a.flags.credits_must_not_exceed_debits {
-            prop_assert!(a.credits_pending + a.credits_posted <= a.debits_posted, "{a:?} breaks its limit");
+            prop_assert!(
+                a.credits_pending + a.credits_posted <= a.debits_posted,
+                "{a:?} breaks its limit"
+            );
         }
     }
     for (ledger, t) in totals {

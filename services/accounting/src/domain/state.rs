@@ -114,7 +114,8 @@ impl Journal {
 
     /// Saves an account's current value before it changes.
     pub fn save_account(&mut self, state: &State, id: Id) {
-        self.undo.push(Undo::Account(id, state.accounts.get(&id).cloned()));
+        self.undo
+            .push(Undo::Account(id, state.accounts.get(&id).cloned()));
     }
 
     pub fn save_pending(&mut self, state: &State, id: Id) {

@@ -1,6 +1,6 @@
 use super::{
-    Account, BALANCE_MAX, Changes, Clock, CreateTransferResult as R, HistoryEntry, ID_INT_MAX, Id, NANOS_PER_SECOND,
-    PendingInfo, PendingState, State, Transfer, TransferEvent,
+    Account, BALANCE_MAX, Changes, Clock, CreateTransferResult as R, HistoryEntry, ID_INT_MAX, Id,
+    NANOS_PER_SECOND, PendingInfo, PendingState, State, Transfer, TransferEvent,
     state::{Journal, Mark},
 };
 
@@ -80,7 +80,9 @@ pub fn expire_pending(state: &mut State, changes: &mut Changes, now: u64) -> usi
         .collect();
     due.sort_unstable();
     for (_, id) in &due {
-        let Some(t) = state.transfers.get(id).cloned() else { continue };
+        let Some(t) = state.transfers.get(id).cloned() else {
+            continue;
+        };
         if let Some(dr) = state.accounts.get_mut(&t.debit_account_id) {
             dr.debits_pending -= t.amount;
         }
@@ -224,8 +226,14 @@ fn create_one(
         return resolve(state, changes, t, clock, journal);
     }
 
-    let dr = state.accounts.get(&t.debit_account_id).ok_or(R::DebitAccountNotFound)?;
-    let cr = state.accounts.get(&t.credit_account_id).ok_or(R::CreditAccountNotFound)?;
+    let dr = state
+        .accounts
+        .get(&t.debit_account_id)
+        .ok_or(R::DebitAccountNotFound)?;
+    let cr = state
+        .accounts
+        .get(&t.credit_account_id)
+        .ok_or(R::CreditAccountNotFound)?;
     if dr.ledger != cr.ledger {
         return Err(R::AccountsMustHaveTheSameLedger);
     }
@@ -234,10 +242,16 @@ fn create_one(
     }
     let mut amount = t.amount;
     if f.balancing_debit {
-        amount = amount.min(dr.credits_posted.saturating_sub(dr.debits_pending + dr.debits_posted));
+        amount = amount.min(
+            dr.credits_posted
+                .saturating_sub(dr.debits_pending + dr.debits_posted),
+        );
     }
     if f.balancing_credit {
-        amount = amount.min(cr.debits_posted.saturating_sub(cr.credits_pending + cr.credits_posted));
+        amount = amount.min(
+            cr.debits_posted
+                .saturating_sub(cr.credits_pending + cr.credits_posted),
+        );
     }
     if f.pending {
         if over(dr.debits_pending, 0, amount) {
@@ -260,7 +274,13 @@ fn create_one(
     if over(cr.credits_pending, cr.credits_posted, amount) {
         return Err(R::OverflowsCredits);
     }
-    if f.pending && t.timeout > 0 && clock.peek().checked_add(u64::from(t.timeout) * NANOS_PER_SECOND).is_none() {
+    if f.pending
+        && t.timeout > 0
+        && clock
+            .peek()
+            .checked_add(u64::from(t.timeout) * NANOS_PER_SECOND)
+            .is_none()
+    {
         return Err(R::OverflowsTimeout);
     }
     if dr.flags.debits_must_not_exceed_credits
@@ -297,7 +317,13 @@ fn create_one(
     });
     if pending {
         journal.save_pending(state, stored.id);
-        state.pending.insert(stored.id, PendingInfo { state: PendingState::Pending, expires_at: stored.expires_at() });
+        state.pending.insert(
+            stored.id,
+            PendingInfo {
+                state: PendingState::Pending,
+                expires_at: stored.expires_at(),
+            },
+        );
     }
     insert_transfer(state, changes, journal, stored);
     Ok(None)
@@ -311,7 +337,10 @@ fn resolve(
     clock: &mut Clock,
     journal: &mut Journal,
 ) -> Result<Option<R>, R> {
-    let p = state.transfers.get(&t.pending_id).ok_or(R::PendingTransferNotFound)?;
+    let p = state
+        .transfers
+        .get(&t.pending_id)
+        .ok_or(R::PendingTransferNotFound)?;
     if !p.flags.pending {
         return Err(R::PendingTransferNotPending);
     }
@@ -339,7 +368,11 @@ fn resolve(
         }
         p.amount
     };
-    let info = state.pending.get(&p.id).copied().ok_or(R::PendingTransferNotFound)?;
+    let info = state
+        .pending
+        .get(&p.id)
+        .copied()
+        .ok_or(R::PendingTransferNotFound)?;
     match info.state {
         PendingState::Posted => return Err(R::PendingTransferAlreadyPosted),
         PendingState::Voided => return Err(R::PendingTransferAlreadyVoided),
@@ -349,8 +382,14 @@ fn resolve(
         }
         PendingState::Pending => {}
     }
-    let dr = state.accounts.get(&p.debit_account_id).ok_or(R::DebitAccountNotFound)?;
-    let cr = state.accounts.get(&p.credit_account_id).ok_or(R::CreditAccountNotFound)?;
+    let dr = state
+        .accounts
+        .get(&p.debit_account_id)
+        .ok_or(R::DebitAccountNotFound)?;
+    let cr = state
+        .accounts
+        .get(&p.credit_account_id)
+        .ok_or(R::CreditAccountNotFound)?;
     if post {
         if over(dr.debits_posted, 0, amount) {
             return Err(R::OverflowsDebitsPosted);
@@ -392,8 +431,18 @@ fn resolve(
         }
     });
     journal.save_pending(state, pending_id);
-    let resolved = if post { PendingState::Posted } else { PendingState::Voided };
-    state.pending.insert(pending_id, PendingInfo { state: resolved, ..info });
+    let resolved = if post {
+        PendingState::Posted
+    } else {
+        PendingState::Voided
+    };
+    state.pending.insert(
+        pending_id,
+        PendingInfo {
+            state: resolved,
+            ..info
+        },
+    );
     changes.pending_resolved.push((pending_id, resolved));
     insert_transfer(state, changes, journal, stored);
     Ok(None)
@@ -408,8 +457,14 @@ fn apply_to_accounts(
 ) {
     journal.save_account(state, t.debit_account_id);
     journal.save_account(state, t.credit_account_id);
-    let mut dr = state.accounts.remove(&t.debit_account_id).expect("debit account checked");
-    let mut cr = state.accounts.remove(&t.credit_account_id).expect("credit account checked");
+    let mut dr = state
+        .accounts
+        .remove(&t.debit_account_id)
+        .expect("debit account checked");
+    let mut cr = state
+        .accounts
+        .remove(&t.credit_account_id)
+        .expect("credit account checked");
     change(&mut dr, &mut cr);
     for a in [&dr, &cr] {
         if a.flags.history {
@@ -438,14 +493,23 @@ mod tests {
     use super::*;
 
     fn account(id: Id, flags: AccountFlags) -> Account {
-        Account { id, ledger: 1, code: 1, flags, ..Default::default() }
+        Account {
+            id,
+            ledger: 1,
+            code: 1,
+            flags,
+            ..Default::default()
+        }
     }
 
     fn ledger() -> State {
         let mut s = State::default();
         s.accounts.insert(1, account(1, AccountFlags::default()));
         s.accounts.insert(2, account(2, AccountFlags::default()));
-        let limited = AccountFlags { debits_must_not_exceed_credits: true, ..Default::default() };
+        let limited = AccountFlags {
+            debits_must_not_exceed_credits: true,
+            ..Default::default()
+        };
         s.accounts.insert(3, account(3, limited));
         let mut other = account(4, AccountFlags::default());
         other.ledger = 2;
@@ -454,7 +518,15 @@ mod tests {
     }
 
     fn tr(id: Id, dr: Id, cr: Id, amount: u64) -> Transfer {
-        Transfer { id, debit_account_id: dr, credit_account_id: cr, amount, ledger: 1, code: 7, ..Default::default() }
+        Transfer {
+            id,
+            debit_account_id: dr,
+            credit_account_id: cr,
+            amount,
+            ledger: 1,
+            code: 7,
+            ..Default::default()
+        }
     }
 
     fn apply(s: &mut State, events: Vec<Transfer>) -> Vec<(u32, R)> {
@@ -465,7 +537,12 @@ mod tests {
 
     fn bal(s: &State, id: Id) -> (u64, u64, u64, u64) {
         let a = &s.accounts[&id];
-        (a.debits_pending, a.debits_posted, a.credits_pending, a.credits_posted)
+        (
+            a.debits_pending,
+            a.debits_posted,
+            a.credits_pending,
+            a.credits_posted,
+        )
     }
 
     #[test]
@@ -473,7 +550,10 @@ mod tests {
         let mut s = ledger();
         assert_eq!(apply(&mut s, vec![tr(10, 1, 2, 5)]), vec![]);
         assert_eq!(apply(&mut s, vec![tr(10, 1, 2, 5)]), vec![(0, R::Exists)]);
-        assert_eq!(apply(&mut s, vec![tr(10, 1, 2, 6)]), vec![(0, R::ExistsWithDifferentAmount)]);
+        assert_eq!(
+            apply(&mut s, vec![tr(10, 1, 2, 6)]),
+            vec![(0, R::ExistsWithDifferentAmount)]
+        );
         assert_eq!(bal(&s, 1), (0, 5, 0, 0));
         assert_eq!(bal(&s, 2), (0, 0, 0, 5));
     }
@@ -520,7 +600,10 @@ mod tests {
         assert_eq!(apply(&mut s, vec![tr(20, 3, 1, 5)]), vec![(0, R::ExceedsCredits)]);
         assert_eq!(apply(&mut s, vec![tr(21, 1, 3, 10)]), vec![]);
         // Funded now, but the id failed before: it keeps failing.
-        assert_eq!(apply(&mut s, vec![tr(20, 3, 1, 5)]), vec![(0, R::IdAlreadyFailed)]);
+        assert_eq!(
+            apply(&mut s, vec![tr(20, 3, 1, 5)]),
+            vec![(0, R::IdAlreadyFailed)]
+        );
         assert_eq!(apply(&mut s, vec![tr(22, 3, 1, 5)]), vec![]);
     }
 
@@ -539,7 +622,10 @@ mod tests {
         assert_eq!(apply(&mut s, vec![a.clone(), tr(34, 2, 1, 1)]), vec![]);
         assert_eq!(apply(&mut s, vec![c]), vec![(0, R::LinkedEventChainOpen)]);
         // A retried chain answers exists for every event.
-        assert_eq!(apply(&mut s, vec![a, tr(34, 2, 1, 1)]), vec![(0, R::Exists), (1, R::Exists)]);
+        assert_eq!(
+            apply(&mut s, vec![a, tr(34, 2, 1, 1)]),
+            vec![(0, R::Exists), (1, R::Exists)]
+        );
     }
 
     #[test]
@@ -556,24 +642,42 @@ mod tests {
             id,
             pending_id,
             amount,
-            flags: TransferFlags { post_pending_transfer: true, ..Default::default() },
+            flags: TransferFlags {
+                post_pending_transfer: true,
+                ..Default::default()
+            },
             ..Default::default()
         };
         let void = |id, pending_id| Transfer {
             id,
             pending_id,
-            flags: TransferFlags { void_pending_transfer: true, ..Default::default() },
+            flags: TransferFlags {
+                void_pending_transfer: true,
+                ..Default::default()
+            },
             ..Default::default()
         };
-        assert_eq!(apply(&mut s, vec![post(42, 40, 11)]), vec![(0, R::ExceedsPendingTransferAmount)]);
+        assert_eq!(
+            apply(&mut s, vec![post(42, 40, 11)]),
+            vec![(0, R::ExceedsPendingTransferAmount)]
+        );
         assert_eq!(apply(&mut s, vec![post(43, 40, 4)]), vec![]);
         assert_eq!(bal(&s, 1), (7, 4, 0, 0));
-        assert_eq!(s.transfers[&43].debit_account_id, 1, "inherits the pending transfer's accounts");
-        assert_eq!(apply(&mut s, vec![post(44, 40, 0), void(45, 40)]), vec![
-            (0, R::PendingTransferAlreadyPosted),
-            (1, R::PendingTransferAlreadyPosted)
-        ]);
-        assert_eq!(apply(&mut s, vec![post(46, 10_000, 0)]), vec![(0, R::PendingTransferNotFound)]);
+        assert_eq!(
+            s.transfers[&43].debit_account_id, 1,
+            "inherits the pending transfer's accounts"
+        );
+        assert_eq!(
+            apply(&mut s, vec![post(44, 40, 0), void(45, 40)]),
+            vec![
+                (0, R::PendingTransferAlreadyPosted),
+                (1, R::PendingTransferAlreadyPosted)
+            ]
+        );
+        assert_eq!(
+            apply(&mut s, vec![post(46, 10_000, 0)]),
+            vec![(0, R::PendingTransferNotFound)]
+        );
         // Past the timeout (1 s after its timestamp): expired, cannot be posted; expiry frees it.
         let mut late = Clock::new(1_001 + 2 * NANOS_PER_SECOND, u64::MAX - 1);
         let events = vec![TransferEvent::from(post(47, 41, 0))];

@@ -36,7 +36,11 @@ pub struct Committer {
 pub type Observer = Box<dyn Fn(&GroupStats, usize, Duration) + Send + Sync>;
 
 impl Committer {
-    pub fn start(pool: PgPool, config: GroupConfig, observer: Observer) -> (Self, tokio::task::JoinHandle<()>) {
+    pub fn start(
+        pool: PgPool,
+        config: GroupConfig,
+        observer: Observer,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(4096);
         let handle = tokio::spawn(run(pool, config, rx, observer));
         (Self { tx }, handle)
@@ -44,8 +48,13 @@ impl Committer {
 
     pub async fn submit(&self, job: Job) -> Result<JobResult, Error> {
         let (reply, answer) = oneshot::channel();
-        self.tx.send(Submission { job, reply }).await.map_err(|_| Error::Unavailable("ledger is shutting down"))?;
-        answer.await.map_err(|_| Error::Unavailable("ledger is shutting down"))?
+        self.tx
+            .send(Submission { job, reply })
+            .await
+            .map_err(|_| Error::Unavailable("ledger is shutting down"))?;
+        answer
+            .await
+            .map_err(|_| Error::Unavailable("ledger is shutting down"))?
     }
 }
 

@@ -93,23 +93,38 @@ impl Store {
 
     pub async fn lookup_accounts(&self, ids: &[Id]) -> Result<Vec<Account>, sqlx::Error> {
         let uuids: Vec<Uuid> = ids.iter().map(|id| uuid(*id)).collect();
-        let rows = sqlx::query("SELECT * FROM accounts WHERE id = ANY($1)").bind(&uuids).fetch_all(&self.pool).await?;
-        let found: std::collections::HashMap<Id, Account> =
-            rows.iter().map(account_from_row).map(|r| r.map(|a| (a.id, a))).collect::<Result<_, _>>()?;
+        let rows = sqlx::query("SELECT * FROM accounts WHERE id = ANY($1)")
+            .bind(&uuids)
+            .fetch_all(&self.pool)
+            .await?;
+        let found: std::collections::HashMap<Id, Account> = rows
+            .iter()
+            .map(account_from_row)
+            .map(|r| r.map(|a| (a.id, a)))
+            .collect::<Result<_, _>>()?;
         Ok(ids.iter().filter_map(|id| found.get(id).cloned()).collect())
     }
 
     pub async fn lookup_transfers(&self, ids: &[Id]) -> Result<Vec<Transfer>, sqlx::Error> {
         let uuids: Vec<Uuid> = ids.iter().map(|id| uuid(*id)).collect();
-        let rows =
-            sqlx::query("SELECT * FROM transfers WHERE id = ANY($1)").bind(&uuids).fetch_all(&self.pool).await?;
-        let found: std::collections::HashMap<Id, Transfer> =
-            rows.iter().map(transfer_from_row).map(|r| r.map(|t| (t.id, t))).collect::<Result<_, _>>()?;
+        let rows = sqlx::query("SELECT * FROM transfers WHERE id = ANY($1)")
+            .bind(&uuids)
+            .fetch_all(&self.pool)
+            .await?;
+        let found: std::collections::HashMap<Id, Transfer> = rows
+            .iter()
+            .map(transfer_from_row)
+            .map(|r| r.map(|t| (t.id, t)))
+            .collect::<Result<_, _>>()?;
         Ok(ids.iter().filter_map(|id| found.get(id).cloned()).collect())
     }
 
     /// Transfers of an account ordered by timestamp; `after` continues a previous page.
-    pub async fn account_transfers(&self, f: &Filter, after: Option<u64>) -> Result<Page<Transfer>, sqlx::Error> {
+    pub async fn account_transfers(
+        &self,
+        f: &Filter,
+        after: Option<u64>,
+    ) -> Result<Page<Transfer>, sqlx::Error> {
         let (min, max) = bounds(f, after);
         let side = side_condition(f, "");
         let order = if f.reversed { "DESC" } else { "ASC" };
@@ -125,12 +140,18 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         let mut items: Vec<Transfer> = rows.iter().map(transfer_from_row).collect::<Result<_, _>>()?;
-        let next_after = more(&mut items, f.limit).then(|| items.last().map(|t| t.timestamp)).flatten();
+        let next_after = more(&mut items, f.limit)
+            .then(|| items.last().map(|t| t.timestamp))
+            .flatten();
         Ok(Page { items, next_after })
     }
 
     /// Balance snapshots of an account (kept only for accounts with flags.history).
-    pub async fn account_balances(&self, f: &Filter, after: Option<u64>) -> Result<Page<BalanceAt>, sqlx::Error> {
+    pub async fn account_balances(
+        &self,
+        f: &Filter,
+        after: Option<u64>,
+    ) -> Result<Page<BalanceAt>, sqlx::Error> {
         let (min, max) = bounds(f, after);
         let side = side_condition(f, "t.");
         let order = if f.reversed { "DESC" } else { "ASC" };
@@ -161,16 +182,24 @@ impl Store {
                 })
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
-        let next_after = more(&mut items, f.limit).then(|| items.last().map(|b| b.timestamp)).flatten();
+        let next_after = more(&mut items, f.limit)
+            .then(|| items.last().map(|b| b.timestamp))
+            .flatten();
         Ok(Page { items, next_after })
     }
 
     /// Checks the ledger's invariants on one consistent snapshot. `grace` is how late the
     /// expiry of a pending transfer may be before it counts as a violation (expiry runs in
     /// every write transaction and on an idle tick, so it is never later than one tick).
-    pub async fn check_invariants(&self, ledger: Option<u32>, grace: Duration) -> Result<InvariantReport, sqlx::Error> {
+    pub async fn check_invariants(
+        &self,
+        ledger: Option<u32>,
+        grace: Duration,
+    ) -> Result<InvariantReport, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await?;
         let checked_at: i64 = sqlx::query_scalar(
             "SELECT GREATEST(last_timestamp, (extract(epoch FROM clock_timestamp()) * 1000000000)::bigint) \
              FROM ledger_clock WHERE id = 1",
@@ -178,7 +207,10 @@ impl Store {
         .fetch_one(&mut *tx)
         .await?;
         let ledger_filter = ledger.map(i64::from).unwrap_or(-1);
-        let mut report = InvariantReport { checked_at: checked_at as u64, ..Default::default() };
+        let mut report = InvariantReport {
+            checked_at: checked_at as u64,
+            ..Default::default()
+        };
 
         let rows = sqlx::query(
             "SELECT ledger, sum(debits_pending)::text AS dp, sum(debits_posted)::text AS dpo, \
@@ -243,7 +275,11 @@ impl Store {
              SELECT *, count(*) OVER () AS total FROM bad ORDER BY id LIMIT $2",
             hold = crate::domain::TRANSFER_FLAG_PENDING | crate::domain::TRANSFER_FLAG_VOID
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(mismatch_sql)).bind(ledger_filter).bind(VIOLATIONS_LISTED).fetch_all(&mut *tx).await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(mismatch_sql))
+            .bind(ledger_filter)
+            .bind(VIOLATIONS_LISTED)
+            .fetch_all(&mut *tx)
+            .await?;
         if let Some(r) = rows.first() {
             report.violation_count += r.try_get::<i64, _>("total")? as u64;
         }

@@ -76,16 +76,26 @@ pub async fn apply_group(
     let mut results = Vec::with_capacity(jobs.len());
     for job in jobs {
         results.push(match job {
-            Job::Accounts(events) => {
-                JobResult::Accounts(domain::create_accounts(&mut state, &mut changes, events, &mut clock))
-            }
-            Job::Transfers(events) => {
-                JobResult::Transfers(domain::create_transfers(&mut state, &mut changes, events, &mut clock))
-            }
+            Job::Accounts(events) => JobResult::Accounts(domain::create_accounts(
+                &mut state,
+                &mut changes,
+                events,
+                &mut clock,
+            )),
+            Job::Transfers(events) => JobResult::Transfers(domain::create_transfers(
+                &mut state,
+                &mut changes,
+                events,
+                &mut clock,
+            )),
             Job::Expire => JobResult::Expired,
         });
     }
-    let stats = GroupStats { events, expired, accounts_touched: changes.accounts_touched.len() };
+    let stats = GroupStats {
+        events,
+        expired,
+        accounts_touched: changes.accounts_touched.len(),
+    };
     if changes.is_empty() {
         // Nothing to write (all retries or failures): don't pay for a commit's WAL flush.
         tx.rollback().await?;
@@ -145,9 +155,18 @@ async fn load_state(
     .await?;
     for row in rows {
         let t = transfer_from_row(&row)?;
-        if let Some(s) = row.try_get::<Option<i16>, _>("pending_state")?.and_then(PendingState::from_i16) {
+        if let Some(s) = row
+            .try_get::<Option<i16>, _>("pending_state")?
+            .and_then(PendingState::from_i16)
+        {
             let expires_at: i64 = row.try_get::<Option<i64>, _>("pending_expires_at")?.unwrap_or(0);
-            state.pending.insert(t.id, PendingInfo { state: s, expires_at: (expires_at > 0).then_some(expires_at as u64) });
+            state.pending.insert(
+                t.id,
+                PendingInfo {
+                    state: s,
+                    expires_at: (expires_at > 0).then_some(expires_at as u64),
+                },
+            );
         }
         account_ids.insert(t.debit_account_id);
         account_ids.insert(t.credit_account_id);
@@ -189,7 +208,11 @@ async fn write_changes(
 ) -> Result<(), sqlx::Error> {
     let created_accounts: HashSet<Id> = changes.accounts_created.iter().copied().collect();
     if !changes.accounts_created.is_empty() {
-        let accounts: Vec<&Account> = changes.accounts_created.iter().map(|id| &state.accounts[id]).collect();
+        let accounts: Vec<&Account> = changes
+            .accounts_created
+            .iter()
+            .map(|id| &state.accounts[id])
+            .collect();
         insert_accounts(tx, &accounts).await?;
     }
 
@@ -224,8 +247,12 @@ async fn write_changes(
     // Resolved pending transfers that existed before this group (new ones were inserted with
     // their final state above); each written once, with its final state.
     let created: HashSet<Id> = changes.transfers_created.iter().copied().collect();
-    let resolved: BTreeSet<Id> =
-        changes.pending_resolved.iter().map(|(id, _)| *id).filter(|id| !created.contains(id)).collect();
+    let resolved: BTreeSet<Id> = changes
+        .pending_resolved
+        .iter()
+        .map(|(id, _)| *id)
+        .filter(|id| !created.contains(id))
+        .collect();
     if !resolved.is_empty() {
         let ids: Vec<Uuid> = resolved.iter().map(|id| uuid(*id)).collect();
         let states: Vec<i16> = resolved.iter().map(|id| state.pending[id].state as i16).collect();
@@ -309,7 +336,10 @@ async fn write_changes(
     Ok(())
 }
 
-async fn insert_accounts(tx: &mut Transaction<'static, Postgres>, accounts: &[&Account]) -> Result<(), sqlx::Error> {
+async fn insert_accounts(
+    tx: &mut Transaction<'static, Postgres>,
+    accounts: &[&Account],
+) -> Result<(), sqlx::Error> {
     let col = |f: fn(&Account) -> i64| accounts.iter().map(|a| f(a)).collect::<Vec<i64>>();
     let ids: Vec<Uuid> = accounts.iter().map(|a| uuid(a.id)).collect();
     let ud128: Vec<Uuid> = accounts.iter().map(|a| uuid(a.user_data_128)).collect();

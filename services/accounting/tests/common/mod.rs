@@ -20,7 +20,9 @@ pub async fn start(db: &TestDatabase, extra: &[(&str, String)]) -> ServiceProces
         ("OTEL_SDK_DISABLED", "true".to_string()),
     ];
     env.extend(extra.iter().map(|(k, v)| (*k, v.clone())));
-    ServiceProcess::start("accounting", &env, &[]).await.expect("accounting starts (run `cargo build --bins` first)")
+    ServiceProcess::start("accounting", &env, &[])
+        .await
+        .expect("accounting starts (run `cargo build --bins` first)")
 }
 
 pub async fn client(p: &ServiceProcess) -> Client {
@@ -50,21 +52,46 @@ pub fn transfer_pb(t: &domain::Transfer) -> pb::Transfer {
 }
 
 pub fn account(id: u128, ledger: u32, flags: domain::AccountFlags) -> domain::Account {
-    domain::Account { id, ledger, code: 10, flags, ..Default::default() }
+    domain::Account {
+        id,
+        ledger,
+        code: 10,
+        flags,
+        ..Default::default()
+    }
 }
 
 pub fn transfer(id: u128, debit: u128, credit: u128, amount: u64) -> domain::Transfer {
-    domain::Transfer { id, debit_account_id: debit, credit_account_id: credit, amount, ledger: 1, code: 1, ..Default::default() }
+    domain::Transfer {
+        id,
+        debit_account_id: debit,
+        credit_account_id: credit,
+        amount,
+        ledger: 1,
+        code: 1,
+        ..Default::default()
+    }
 }
 
 pub async fn create_accounts(c: &mut Client, accounts: &[domain::Account]) -> Vec<(u32, i32)> {
-    let req = pb::CreateAccountsRequest { accounts: accounts.iter().map(account_pb).collect() };
-    let r = c.create_accounts(req).await.expect("create_accounts").into_inner();
+    let req = pb::CreateAccountsRequest {
+        accounts: accounts.iter().map(account_pb).collect(),
+    };
+    let r = c
+        .create_accounts(req)
+        .await
+        .expect("create_accounts")
+        .into_inner();
     r.errors.into_iter().map(|e| (e.index, e.result)).collect()
 }
 
-pub async fn create_transfers(c: &mut Client, transfers: &[domain::Transfer]) -> Result<Vec<(u32, i32)>, tonic::Status> {
-    let req = pb::CreateTransfersRequest { transfers: transfers.iter().map(transfer_pb).collect() };
+pub async fn create_transfers(
+    c: &mut Client,
+    transfers: &[domain::Transfer],
+) -> Result<Vec<(u32, i32)>, tonic::Status> {
+    let req = pb::CreateTransfersRequest {
+        transfers: transfers.iter().map(transfer_pb).collect(),
+    };
     let r = c.create_transfers(req).await?.into_inner();
     Ok(r.errors.into_iter().map(|e| (e.index, e.result)).collect())
 }
@@ -75,7 +102,9 @@ pub async fn create_transfers_retrying(url: &str, transfers: &[domain::Transfer]
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         let attempt = async {
-            let mut c = LedgerServiceClient::connect(url.to_string()).await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+            let mut c = LedgerServiceClient::connect(url.to_string())
+                .await
+                .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
             create_transfers(&mut c, transfers).await
         };
         match tokio::time::timeout(Duration::from_secs(10), attempt).await {
@@ -88,8 +117,14 @@ pub async fn create_transfers_retrying(url: &str, transfers: &[domain::Transfer]
 }
 
 pub async fn lookup_accounts(c: &mut Client, ids: &[u128]) -> Vec<domain::Account> {
-    let req = pb::LookupAccountsRequest { ids: ids.iter().map(|i| id(*i)).collect() };
-    let r = c.lookup_accounts(req).await.expect("lookup_accounts").into_inner();
+    let req = pb::LookupAccountsRequest {
+        ids: ids.iter().map(|i| id(*i)).collect(),
+    };
+    let r = c
+        .lookup_accounts(req)
+        .await
+        .expect("lookup_accounts")
+        .into_inner();
     r.accounts
         .iter()
         .map(|a| domain::Account {
@@ -109,10 +144,19 @@ pub async fn lookup_accounts(c: &mut Client, ids: &[u128]) -> Vec<domain::Accoun
 pub async fn lookup_transfers(c: &mut Client, ids: &[u128]) -> Vec<domain::Transfer> {
     let mut out = Vec::new();
     for chunk in ids.chunks(8000) {
-        let req = pb::LookupTransfersRequest { ids: chunk.iter().map(|i| id(*i)).collect() };
-        let r = c.lookup_transfers(req).await.expect("lookup_transfers").into_inner();
+        let req = pb::LookupTransfersRequest {
+            ids: chunk.iter().map(|i| id(*i)).collect(),
+        };
+        let r = c
+            .lookup_transfers(req)
+            .await
+            .expect("lookup_transfers")
+            .into_inner();
         out.extend(r.transfers.iter().map(|t| {
-            let mut d = convert::transfer_from_pb(&pb::Transfer { timestamp: 0, ..t.clone() });
+            let mut d = convert::transfer_from_pb(&pb::Transfer {
+                timestamp: 0,
+                ..t.clone()
+            });
             d.timestamp = t.timestamp;
             d
         }));
@@ -122,7 +166,15 @@ pub async fn lookup_transfers(c: &mut Client, ids: &[u128]) -> Vec<domain::Trans
 
 /// CheckInvariants must say ok; the message carries the violations.
 pub async fn assert_invariants(c: &mut Client) -> pb::CheckInvariantsResponse {
-    let r = c.check_invariants(pb::CheckInvariantsRequest { ledger: 0 }).await.expect("check_invariants").into_inner();
-    assert!(r.ok, "invariants violated: {} {:#?}", r.violation_count, r.violations);
+    let r = c
+        .check_invariants(pb::CheckInvariantsRequest { ledger: 0 })
+        .await
+        .expect("check_invariants")
+        .into_inner();
+    assert!(
+        r.ok,
+        "invariants violated: {} {:#?}",
+        r.violation_count, r.violations
+    );
     r
 }
