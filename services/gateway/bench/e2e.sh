@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# End-to-end payments/s: starts routing, accounting, settlement, channel-sim and the gateway
+# (target/debug unless B is set) on ports 5205x with fresh databases, runs `payplane load "$@"`,
+# then prints the gateway's saga step time by action. Needs `ci/devenv up` and the binaries built.
+set -euo pipefail
+cd /work/main
+eval "$(ci/devenv env)"
+B=${B:-target/debug}
+base=${DATABASE_URL%/*}
+for db in bench_gw bench_acc bench_set; do
+  psql "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
+done
+export LOG_FORMAT=text RUST_LOG=warn OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG=${RATIO:-0.01}
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null' EXIT
+GRPC_ADDR=127.0.0.1:52052 ADMIN_ADDR=127.0.0.1:52092 POLICY_FILE=services/routing/policy/default.yaml $B/routing & pids+=($!)
+GRPC_ADDR=127.0.0.1:52053 ADMIN_ADDR=127.0.0.1:52093 DATABASE_URL=$base/bench_acc $B/accounting & pids+=($!)
+GRPC_ADDR=127.0.0.1:52054 ADMIN_ADDR=127.0.0.1:52094 DATABASE_URL=$base/bench_set ACCOUNTING_TARGET=127.0.0.1:52053 $B/settlement & pids+=($!)
+GRPC_ADDR=127.0.0.1:52055 ADMIN_ADDR=127.0.0.1:52095 CHANNEL_SIM_CHANNELS='unionpay:p50=2,p99=10;netsunion:p50=2,p99=10;bank-direct:p50=2,p99=10;wallet:p50=2,p99=10' $B/channel-sim & pids+=($!)
+sleep 3
+GRPC_ADDR=127.0.0.1:52051 ADMIN_ADDR=127.0.0.1:52091 DATABASE_URL=$base/bench_gw MERCHANTS='*' DATABASE_MAX_CONNECTIONS=20 \
+  ROUTING_URL=http://127.0.0.1:52052 ACCOUNTING_URL=http://127.0.0.1:52053 SETTLEMENT_URL=http://127.0.0.1:52054 CHANNEL_URL=http://127.0.0.1:52055 \
+  $B/gateway & pids+=($!)
+sleep 3
+$B/payplane load --gateway http://127.0.0.1:52051 "$@" --no-progress
+curl -s 127.0.0.1:52091/metrics | grep -E '^gateway_saga_step_duration_seconds_(sum|count)' | sed 's/{[^}]*action="\([a-z_]*\)"[^}]*result="ok"[^}]*}/ \1/' | grep -v 'result=' | sort
