@@ -37,30 +37,28 @@ pub type BalancedChannel = ClientTrace<Channel>;
 pub struct ClientArgs {
     /// How often upstream names are re-resolved.
     #[arg(long, env = "CLIENT_RESOLVE_INTERVAL", default_value = "5s", value_parser = parse_duration)]
-    pub resolve_interval: Duration,
+    pub client_resolve_interval: Duration,
 
     /// Timeout for establishing a connection to one upstream address.
     #[arg(long, env = "CLIENT_CONNECT_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
-    pub connect_timeout: Duration,
+    pub client_connect_timeout: Duration,
 
     /// Deadline for a call that sets none of its own (`Request::set_timeout` sets a shorter one).
     #[arg(long, env = "CLIENT_DEFAULT_DEADLINE", default_value = "10s", value_parser = parse_duration)]
-    pub default_deadline: Duration,
+    pub client_default_deadline: Duration,
 
     /// Interval of HTTP/2 keepalive pings on client connections.
-    // Own id and flag: ServerArgs has a `keepalive_interval` too, and a service flattens both.
-    #[arg(long = "client-keepalive-interval", id = "client_keepalive_interval", env = "CLIENT_KEEPALIVE_INTERVAL",
-          default_value = "10s", value_parser = parse_duration)]
-    pub keepalive_interval: Duration,
+    #[arg(long, env = "CLIENT_KEEPALIVE_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    pub client_keepalive_interval: Duration,
 }
 
 impl Default for ClientArgs {
     fn default() -> Self {
         Self {
-            resolve_interval: Duration::from_secs(5),
-            connect_timeout: Duration::from_secs(2),
-            default_deadline: Duration::from_secs(10),
-            keepalive_interval: Duration::from_secs(10),
+            client_resolve_interval: Duration::from_secs(5),
+            client_connect_timeout: Duration::from_secs(2),
+            client_default_deadline: Duration::from_secs(10),
+            client_keepalive_interval: Duration::from_secs(10),
         }
     }
 }
@@ -185,17 +183,17 @@ pub fn channel_with_resolver<R: Resolve>(
 fn endpoint(addr: SocketAddr, args: &ClientArgs) -> Result<Endpoint> {
     let endpoint = Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|source| Error::Endpoint { addr, source })?
-        .connect_timeout(args.connect_timeout)
-        .timeout(args.default_deadline)
+        .connect_timeout(args.client_connect_timeout)
+        .timeout(args.client_default_deadline)
         .tcp_nodelay(true)
-        .http2_keep_alive_interval(args.keepalive_interval)
+        .http2_keep_alive_interval(args.client_keepalive_interval)
         .keep_alive_while_idle(true);
     Ok(endpoint)
 }
 
 async fn discover<R: Resolve>(resolver: R, changes: Sender<Change<SocketAddr, Endpoint>>, args: ClientArgs) {
     let mut current: HashSet<SocketAddr> = HashSet::new();
-    let mut tick = tokio::time::interval(args.resolve_interval);
+    let mut tick = tokio::time::interval(args.client_resolve_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {

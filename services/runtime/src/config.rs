@@ -59,11 +59,11 @@ pub struct ServerArgs {
 
     /// Interval of HTTP/2 keepalive pings on server connections.
     #[arg(long, env = "GRPC_KEEPALIVE_INTERVAL", default_value = "10s", value_parser = parse_duration)]
-    pub keepalive_interval: Duration,
+    pub grpc_keepalive_interval: Duration,
 
     /// Time to wait for a keepalive ping acknowledgement before closing the connection.
     #[arg(long, env = "GRPC_KEEPALIVE_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
-    pub keepalive_timeout: Duration,
+    pub grpc_keepalive_timeout: Duration,
 }
 
 impl ServerArgs {
@@ -77,8 +77,8 @@ impl ServerArgs {
             drain_timeout: Duration::from_secs(20),
             shutdown_delay: Duration::ZERO,
             max_connection_age: Duration::from_secs(30),
-            keepalive_interval: Duration::from_secs(10),
-            keepalive_timeout: Duration::from_secs(20),
+            grpc_keepalive_interval: Duration::from_secs(10),
+            grpc_keepalive_timeout: Duration::from_secs(20),
         }
     }
 }
@@ -194,7 +194,9 @@ where
 {
     let mut cmd = T::command();
     if cmd.get_arguments().any(|a| a.get_id() == "service_version") {
-        cmd = cmd.mut_arg("service_version", |a| a.default_value(default_version));
+        cmd = cmd.mut_arg("service_version", |a| {
+            a.default_value(default_version).required(false)
+        });
     }
     let parsed = cmd
         .try_get_matches_from_mut(args)

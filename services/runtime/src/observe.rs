@@ -130,7 +130,10 @@ impl<B: Body> Body for ObservedBody<B> {
             // A gRPC response always ends with a status; its absence is a broken stream.
             None => Some(Code::Unknown),
         };
-        if let (Some(code), Some(on_end)) = (end, this.on_end.take()) {
+        // Take the callback only once the status is known: taking it earlier loses it.
+        if let Some(code) = end
+            && let Some(on_end) = this.on_end.take()
+        {
             on_end(code);
         }
         Poll::Ready(frame)

@@ -210,8 +210,8 @@ impl GrpcServer {
             .into_inner();
         let router = tonic::transport::Server::builder()
             .tcp_nodelay(true)
-            .http2_keepalive_interval(Some(self.args.keepalive_interval))
-            .http2_keepalive_timeout(Some(self.args.keepalive_timeout))
+            .http2_keepalive_interval(Some(self.args.grpc_keepalive_interval))
+            .http2_keepalive_timeout(Some(self.args.grpc_keepalive_timeout))
             .max_connection_age(self.args.max_connection_age)
             .layer(layers)
             .add_routes(std::mem::take(&mut self.routes).routes());

@@ -66,7 +66,7 @@ async fn spreads_requests_in_proportion_and_follows_re_resolution() {
     let addrs: Vec<SocketAddr> = servers.iter().map(|s| s.grpc).collect();
     let resolver = StaticResolver::new(addrs[..3].iter().copied());
     let args = ClientArgs {
-        resolve_interval: Duration::from_millis(200),
+        client_resolve_interval: Duration::from_millis(200),
         ..ClientArgs::default()
     };
     let channel = balance::channel_with_resolver(resolver.clone(), &args, Some("test")).expect("channel");
