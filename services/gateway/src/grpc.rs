@@ -172,11 +172,7 @@ impl PaymentService for PaymentApi {
             let new = NewPayment::validate(request.get_ref(), &self.merchants).map_err(Error::Invalid)?;
             let (payment, replayed) = self.engine.create(new, &trace_id).await?;
             let refunds = if replayed {
-                self.engine
-                    .store()
-                    .refunds_of(payment.id)
-                    .await
-                    .map_err(Error::from)?
+                self.engine.store().refunds_of(payment.id).await?
             } else {
                 vec![]
             };
@@ -205,10 +201,9 @@ impl PaymentService for PaymentApi {
         let store = self.engine.store();
         let payment = store
             .get_payment(id)
-            .await
-            .map_err(Error::from)?
+            .await?
             .ok_or_else(|| Error::NotFound(format!("payment {id} not found")))?;
-        let refunds = store.refunds_of(id).await.map_err(Error::from)?;
+        let refunds = store.refunds_of(id).await?;
         Ok(with_trace_id(
             GetPaymentResponse {
                 payment: Some(payment_to_proto(&payment, &refunds)),
@@ -278,8 +273,7 @@ impl PaymentService for PaymentApi {
                 cursor,
                 i64::from(page_size) + 1,
             )
-            .await
-            .map_err(Error::from)?;
+            .await?;
         let more = rows.len() > page_size as usize;
         let page = &rows[..rows.len().min(page_size as usize)];
         let next_page_token = match (more, page.last()) {
@@ -292,7 +286,7 @@ impl PaymentService for PaymentApi {
         let mut payments = Vec::with_capacity(page.len());
         for p in page {
             let refunds = if p.refund_reserved > 0 {
-                store.refunds_of(p.id).await.map_err(Error::from)?
+                store.refunds_of(p.id).await?
             } else {
                 vec![]
             };

@@ -69,7 +69,7 @@ async fn kills_of_gateway_accounting_and_routing_under_load_leave_every_invarian
                 };
                 let mut req = payment(
                     &format!("load-{task}-{n}"),
-                    if n % 2 == 0 { "m-001" } else { "m-002" },
+                    if n.is_multiple_of(2) { "m-001" } else { "m-002" },
                     amount,
                     "CNY",
                 );
@@ -86,7 +86,7 @@ async fn kills_of_gateway_accounting_and_routing_under_load_leave_every_invarian
                         Ok(r) => {
                             counters.accepted.fetch_add(1, Ordering::Relaxed);
                             let p = r.into_inner().payment.unwrap();
-                            if p.status() == PaymentStatus::Succeeded && n % 5 == 0 {
+                            if p.status() == PaymentStatus::Succeeded && n.is_multiple_of(5) {
                                 let refund = RefundPaymentRequest {
                                     payment_id: p.payment_id,
                                     idempotency_key: format!("refund-{task}-{n}"),

@@ -223,7 +223,7 @@ pub fn classify_post(errors: &[CreateTransferError], batch_len: usize) -> PostRe
     let results: Vec<Option<R>> = (0..batch_len as u32).map(|i| result_at(errors, i)).collect();
     // The events are only ever created together, so one of them existing means the batch was
     // applied by an earlier attempt.
-    if results.iter().all(Option::is_none) || results.iter().any(|r| *r == Some(R::Exists)) {
+    if results.iter().all(Option::is_none) || results.contains(&Some(R::Exists)) {
         return PostResult::Posted;
     }
     match results[0] {
