@@ -8,7 +8,10 @@ use payplane_runtime::{DatabaseArgs, ServiceArgs, balance};
 use crate::domain::window::Calendar;
 
 #[derive(Parser, Debug, Clone)]
-#[command(name = "settlement", about = "Settlement windows, netting, instructions and reconciliation")]
+#[command(
+    name = "settlement",
+    about = "Settlement windows, netting, instructions and reconciliation"
+)]
 pub struct Config {
     #[command(flatten)]
     pub runtime: ServiceArgs,

@@ -5,11 +5,13 @@ use payplane_core::{Currency, Violations};
 use payplane_proto::{
     common::v1::Money,
     settlement::v1::{
-        self as pb, settlement_service_server::SettlementService as Api, ClearedItem, CloseWindowRequest, CloseWindowResponse,
-        GetInstructionsRequest, GetInstructionsResponse, GetNetPositionsRequest, GetNetPositionsResponse,
-        GetReconciliationReportRequest, GetReconciliationReportResponse, GetWindowRequest, GetWindowResponse, InstructionFormat,
-        ListWindowItemsRequest, ListWindowItemsResponse, ListWindowsRequest, ListWindowsResponse, RecordClearedRequest,
-        RecordClearedResponse, ReconcileStatementRequest, ReconcileStatementResponse, ReportFormat, StatementFormat, WindowState,
+        self as pb, ClearedItem, CloseWindowRequest, CloseWindowResponse, GetInstructionsRequest,
+        GetInstructionsResponse, GetNetPositionsRequest, GetNetPositionsResponse,
+        GetReconciliationReportRequest, GetReconciliationReportResponse, GetWindowRequest, GetWindowResponse,
+        InstructionFormat, ListWindowItemsRequest, ListWindowItemsResponse, ListWindowsRequest,
+        ListWindowsResponse, ReconcileStatementRequest, ReconcileStatementResponse, RecordClearedRequest,
+        RecordClearedResponse, ReportFormat, StatementFormat, WindowState,
+        settlement_service_server::SettlementService as Api,
     },
 };
 use tonic::{Request, Response, Status};
@@ -50,7 +52,9 @@ impl Api for SettlementApi {
     async fn get_window(&self, request: Request<GetWindowRequest>) -> Res<GetWindowResponse> {
         let id = window_id_arg(&request.get_ref().window_id)?;
         let w = self.service.window(&id).await?;
-        Ok(Response::new(GetWindowResponse { window: Some(window_to_proto(&w)) }))
+        Ok(Response::new(GetWindowResponse {
+            window: Some(window_to_proto(&w)),
+        }))
     }
 
     async fn list_windows(&self, request: Request<ListWindowsRequest>) -> Res<ListWindowsResponse> {
@@ -76,29 +80,46 @@ impl Api for SettlementApi {
         let mut rows = self
             .service
             .store
-            .list_windows(channel, currency.as_deref(), st, &r.page_token, i64::from(limit) + 1)
+            .list_windows(
+                channel,
+                currency.as_deref(),
+                st,
+                &r.page_token,
+                i64::from(limit) + 1,
+            )
             .await
             .map_err(Status::from)?;
         let next = next_token(&mut rows, limit, |w| w.window_id.clone());
         for w in &mut rows {
             self.service.fill_live_totals(w).await?;
         }
-        Ok(Response::new(ListWindowsResponse { windows: rows.iter().map(window_to_proto).collect(), next_page_token: next }))
+        Ok(Response::new(ListWindowsResponse {
+            windows: rows.iter().map(window_to_proto).collect(),
+            next_page_token: next,
+        }))
     }
 
-    async fn list_window_items(&self, request: Request<ListWindowItemsRequest>) -> Res<ListWindowItemsResponse> {
+    async fn list_window_items(
+        &self,
+        request: Request<ListWindowItemsRequest>,
+    ) -> Res<ListWindowItemsResponse> {
         let r = request.into_inner();
         let id = window_id_arg(&r.window_id)?;
         let after = if r.page_token.is_empty() {
             Uuid::nil()
         } else {
-            payplane_core::ids::parse(&r.page_token).map_err(|e| Error::invalid("page_token", e.to_string()))?
+            payplane_core::ids::parse(&r.page_token)
+                .map_err(|e| Error::invalid("page_token", e.to_string()))?
         };
         if self.service.store.window(&id).await?.is_none() {
             return Err(Error::NotFound(format!("window {id} not found")).into());
         }
         let limit = page_size(r.page_size);
-        let mut rows = self.service.store.list_items(&id, after, i64::from(limit) + 1).await?;
+        let mut rows = self
+            .service
+            .store
+            .list_items(&id, after, i64::from(limit) + 1)
+            .await?;
         let next = next_token(&mut rows, limit, |(i, _)| i.item_id.to_string());
         Ok(Response::new(ListWindowItemsResponse {
             items: rows.iter().map(|(i, w)| item_to_proto(i, w)).collect(),
@@ -112,39 +133,73 @@ impl Api for SettlementApi {
         let currency = outcome.window.currency.clone();
         Ok(Response::new(CloseWindowResponse {
             window: Some(window_to_proto(&outcome.window)),
-            positions: outcome.positions.iter().map(|p| position_to_proto(p, &currency)).collect(),
+            positions: outcome
+                .positions
+                .iter()
+                .map(|p| position_to_proto(p, &currency))
+                .collect(),
             ledger_transfer_ids: outcome.transfer_ids.iter().map(Uuid::to_string).collect(),
         }))
     }
 
-    async fn get_net_positions(&self, request: Request<GetNetPositionsRequest>) -> Res<GetNetPositionsResponse> {
+    async fn get_net_positions(
+        &self,
+        request: Request<GetNetPositionsRequest>,
+    ) -> Res<GetNetPositionsResponse> {
         let id = window_id_arg(&request.get_ref().window_id)?;
         let w = self.closed_window(&id).await?;
         let positions = self.service.store.positions(&id).await?;
-        Ok(Response::new(GetNetPositionsResponse { positions: positions.iter().map(|p| position_to_proto(p, &w.currency)).collect() }))
+        Ok(Response::new(GetNetPositionsResponse {
+            positions: positions
+                .iter()
+                .map(|p| position_to_proto(p, &w.currency))
+                .collect(),
+        }))
     }
 
-    async fn get_instructions(&self, request: Request<GetInstructionsRequest>) -> Res<GetInstructionsResponse> {
+    async fn get_instructions(
+        &self,
+        request: Request<GetInstructionsRequest>,
+    ) -> Res<GetInstructionsResponse> {
         let r = request.into_inner();
         let id = window_id_arg(&r.window_id)?;
         let kind = match InstructionFormat::try_from(r.format) {
             Ok(InstructionFormat::Pacs009Xml) => "pacs009",
             Ok(InstructionFormat::Csv) => "csv",
-            _ => return Err(Error::invalid("format", "must be INSTRUCTION_FORMAT_PACS009_XML or INSTRUCTION_FORMAT_CSV").into()),
+            _ => {
+                return Err(Error::invalid(
+                    "format",
+                    "must be INSTRUCTION_FORMAT_PACS009_XML or INSTRUCTION_FORMAT_CSV",
+                )
+                .into());
+            }
         };
         self.closed_window(&id).await?;
-        let (document, sha256) =
-            self.service.store.document(&id, kind).await?.ok_or_else(|| Error::Internal(format!("closed window {id} has no {kind}")))?;
+        let (document, sha256) = self
+            .service
+            .store
+            .document(&id, kind)
+            .await?
+            .ok_or_else(|| Error::Internal(format!("closed window {id} has no {kind}")))?;
         Ok(Response::new(GetInstructionsResponse { document, sha256 }))
     }
 
-    async fn reconcile_statement(&self, request: Request<ReconcileStatementRequest>) -> Res<ReconcileStatementResponse> {
+    async fn reconcile_statement(
+        &self,
+        request: Request<ReconcileStatementRequest>,
+    ) -> Res<ReconcileStatementResponse> {
         let r = request.into_inner();
         let id = window_id_arg(&r.window_id)?;
         let format = match StatementFormat::try_from(r.format) {
             Ok(StatementFormat::Camt053Xml) => Format::Camt053,
             Ok(StatementFormat::Csv) => Format::Csv,
-            _ => return Err(Error::invalid("format", "must be STATEMENT_FORMAT_CAMT053_XML or STATEMENT_FORMAT_CSV").into()),
+            _ => {
+                return Err(Error::invalid(
+                    "format",
+                    "must be STATEMENT_FORMAT_CAMT053_XML or STATEMENT_FORMAT_CSV",
+                )
+                .into());
+            }
         };
         // The window first: an unknown window is NOT_FOUND whatever the document holds.
         if self.service.store.window(&id).await?.is_none() {
@@ -152,17 +207,24 @@ impl Api for SettlementApi {
         }
         let (statement, sha) = parse_statement(format, &r.document)?;
         let report = self.service.reconcile(&id, &statement, &sha).await?;
-        Ok(Response::new(ReconcileStatementResponse { report: Some(report_to_proto(&report)) }))
+        Ok(Response::new(ReconcileStatementResponse {
+            report: Some(report_to_proto(&report)),
+        }))
     }
 
-    async fn get_reconciliation_report(&self, request: Request<GetReconciliationReportRequest>) -> Res<GetReconciliationReportResponse> {
+    async fn get_reconciliation_report(
+        &self,
+        request: Request<GetReconciliationReportRequest>,
+    ) -> Res<GetReconciliationReportResponse> {
         let r = request.into_inner();
         let id = window_id_arg(&r.window_id)?;
         let document = match ReportFormat::try_from(r.format) {
             Ok(ReportFormat::Unspecified) => None,
             Ok(ReportFormat::Json) => Some(true),
             Ok(ReportFormat::Text) => Some(false),
-            Err(_) => return Err(Error::invalid("format", format!("unknown report format {}", r.format)).into()),
+            Err(_) => {
+                return Err(Error::invalid("format", format!("unknown report format {}", r.format)).into());
+            }
         };
         let report = self.service.report(&id).await?;
         let document = match document {
@@ -170,7 +232,10 @@ impl Api for SettlementApi {
             Some(true) => reconcile::render_json(&report),
             Some(false) => reconcile::render_text(&report),
         };
-        Ok(Response::new(GetReconciliationReportResponse { report: Some(report_to_proto(&report)), document }))
+        Ok(Response::new(GetReconciliationReportResponse {
+            report: Some(report_to_proto(&report)),
+            document,
+        }))
     }
 }
 
@@ -178,14 +243,20 @@ impl SettlementApi {
     async fn closed_window(&self, id: &str) -> Result<WindowRow, Error> {
         let w = self.service.window(id).await?;
         if w.state == state::OPEN {
-            return Err(Error::FailedPrecondition(format!("window {id} is open: positions and instructions exist once it is closed")));
+            return Err(Error::FailedPrecondition(format!(
+                "window {id} is open: positions and instructions exist once it is closed"
+            )));
         }
         Ok(w)
     }
 }
 
 fn page_size(requested: u32) -> u32 {
-    if requested == 0 { DEFAULT_PAGE } else { requested.min(MAX_PAGE) }
+    if requested == 0 {
+        DEFAULT_PAGE
+    } else {
+        requested.min(MAX_PAGE)
+    }
 }
 
 /// Trims the extra row fetched to learn whether another page exists.
@@ -207,11 +278,17 @@ fn window_id_arg(id: &str) -> Result<String, Error> {
 }
 
 fn ts(t: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp { seconds: t.timestamp(), nanos: t.timestamp_subsec_nanos() as i32 }
+    prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: t.timestamp_subsec_nanos() as i32,
+    }
 }
 
 fn money(minor_units: i64, currency: &str) -> Money {
-    Money { minor_units, currency: currency.to_string() }
+    Money {
+        minor_units,
+        currency: currency.to_string(),
+    }
 }
 
 /// Validates every field of a cleared item; all problems in one INVALID_ARGUMENT.
@@ -238,22 +315,40 @@ fn item_from_proto(item: Option<ClearedItem>) -> Result<Item, Error> {
         (None, _) => 0,
         (Some(fee), Some((amount, currency))) => {
             if fee.minor_units != 0 && fee.currency != currency.code() {
-                v.add("item.fee.currency", format!("must be the amount's currency {currency}"));
+                v.add(
+                    "item.fee.currency",
+                    format!("must be the amount's currency {currency}"),
+                );
             }
             if fee.minor_units < 0 || fee.minor_units > amount {
-                v.add("item.fee.minor_units", format!("must be between 0 and the amount {amount}, got {}", fee.minor_units));
+                v.add(
+                    "item.fee.minor_units",
+                    format!(
+                        "must be between 0 and the amount {amount}, got {}",
+                        fee.minor_units
+                    ),
+                );
             }
             if kind == Some(ItemKind::Refund) && fee.minor_units != 0 {
-                v.add("item.fee.minor_units", "must be 0 for a refund: fees are taken on payments only");
+                v.add(
+                    "item.fee.minor_units",
+                    "must be 0 for a refund: fees are taken on payments only",
+                );
             }
             fee.minor_units
         }
         (Some(_), None) => 0,
     };
     if p.channel_reference.is_empty() {
-        v.add("item.channel_reference", "is required: it matches the item with the channel's statement");
+        v.add(
+            "item.channel_reference",
+            "is required: it matches the item with the channel's statement",
+        );
     } else if p.channel_reference.len() > 128 || p.channel_reference.chars().any(char::is_control) {
-        v.add("item.channel_reference", "must be at most 128 characters without control characters");
+        v.add(
+            "item.channel_reference",
+            "must be at most 128 characters without control characters",
+        );
     }
     let cleared_at = match &p.cleared_at {
         None => {

@@ -9,8 +9,8 @@ use payplane_core::{
     accounts::{AccountKind, AccountRef},
 };
 use payplane_proto::accounting::v1::{
-    Account, CreateAccountResult, CreateAccountsRequest, CreateTransferResult, CreateTransfersRequest, Transfer, TransferFlags,
-    ledger_service_client::LedgerServiceClient,
+    Account, CreateAccountResult, CreateAccountsRequest, CreateTransferResult, CreateTransfersRequest,
+    Transfer, TransferFlags, ledger_service_client::LedgerServiceClient,
 };
 use payplane_runtime::BalancedChannel;
 
@@ -59,28 +59,47 @@ impl Settlement {
         if let Some(outcome) = self.replay(&item).await? {
             return Ok(outcome);
         }
-        let mut spec = self.calendar.assign(&item.channel_id, item.currency, item.cleared_at);
+        let mut spec = self
+            .calendar
+            .assign(&item.channel_id, item.currency, item.cleared_at);
         // A closed window sends the item to the next business date; a year of closed windows
         // ahead would be a configuration error, not a late item.
         for _ in 0..366 {
             match self.store.record(&spec, &item).await? {
-                Recorded::Inserted => return Ok(RecordOutcome { item, window_id: spec.window_id, replayed: false }),
+                Recorded::Inserted => {
+                    return Ok(RecordOutcome {
+                        item,
+                        window_id: spec.window_id,
+                        replayed: false,
+                    });
+                }
                 Recorded::WindowClosed => {
-                    let next = spec.business_date.succ_opt().ok_or_else(|| Error::Internal("date overflow".into()))?;
+                    let next = spec
+                        .business_date
+                        .succ_opt()
+                        .ok_or_else(|| Error::Internal("date overflow".into()))?;
                     spec = self.calendar.window(&item.channel_id, item.currency, next);
                 }
                 Recorded::Exists => {
-                    return self.replay(&item).await?.ok_or_else(|| Error::Internal("item vanished after conflict".into()));
+                    return self
+                        .replay(&item)
+                        .await?
+                        .ok_or_else(|| Error::Internal("item vanished after conflict".into()));
                 }
             }
         }
-        Err(Error::FailedPrecondition(format!("no open window for channel {} within a year of {}", item.channel_id, item.cleared_at)))
+        Err(Error::FailedPrecondition(format!(
+            "no open window for channel {} within a year of {}",
+            item.channel_id, item.cleared_at
+        )))
     }
 
     /// The stored item with this id, if any: the original result when the bodies agree,
     /// ALREADY_EXISTS naming the fields that differ otherwise.
     async fn replay(&self, item: &Item) -> Result<Option<RecordOutcome>> {
-        let Some((stored, window_id)) = self.store.find_item(item.item_id).await? else { return Ok(None) };
+        let Some((stored, window_id)) = self.store.find_item(item.item_id).await? else {
+            return Ok(None);
+        };
         let mut differ = Vec::new();
         let mut check = |field: &str, same: bool| {
             if !same {
@@ -94,7 +113,10 @@ impl Settlement {
         check("amount.currency", stored.currency == item.currency);
         check("amount.minor_units", stored.amount == item.amount);
         check("fee.minor_units", stored.fee == item.fee);
-        check("channel_reference", stored.channel_reference == item.channel_reference);
+        check(
+            "channel_reference",
+            stored.channel_reference == item.channel_reference,
+        );
         check("cleared_at", stored.cleared_at == item.cleared_at);
         if !differ.is_empty() {
             return Err(Error::AlreadyExists(format!(
@@ -103,11 +125,19 @@ impl Settlement {
                 differ.join(", ")
             )));
         }
-        Ok(Some(RecordOutcome { item: stored, window_id, replayed: true }))
+        Ok(Some(RecordOutcome {
+            item: stored,
+            window_id,
+            replayed: true,
+        }))
     }
 
     pub async fn window(&self, window_id: &str) -> Result<WindowRow> {
-        let mut w = self.store.window(window_id).await?.ok_or_else(|| Error::NotFound(format!("window {window_id} not found")))?;
+        let mut w = self
+            .store
+            .window(window_id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("window {window_id} not found")))?;
         self.fill_live_totals(&mut w).await?;
         Ok(w)
     }
@@ -138,7 +168,13 @@ impl Settlement {
         match w.state {
             state::OPEN => {
                 let totals = Store::merchant_totals(&mut tx, window_id).await?;
-                let plan = postings::plan(window_id, &w.channel_id, currency, &totals, w.close_attempt as u32)?;
+                let plan = postings::plan(
+                    window_id,
+                    &w.channel_id,
+                    currency,
+                    &totals,
+                    w.close_attempt as u32,
+                )?;
                 if plan.len() > MAX_POSTINGS {
                     return Err(Error::FailedPrecondition(format!(
                         "window {window_id} needs {} settlement postings, more than the {MAX_POSTINGS} one linked batch can carry",
@@ -171,7 +207,14 @@ impl Settlement {
                 Store::store_close(
                     &mut tx,
                     window_id,
-                    &CloseRecord { totals: &totals, positions: &positions, pacs009: &pacs009, csv: &csv, instructions_sha256: &sha, postings: &rows },
+                    &CloseRecord {
+                        totals: &totals,
+                        positions: &positions,
+                        pacs009: &pacs009,
+                        csv: &csv,
+                        instructions_sha256: &sha,
+                        postings: &rows,
+                    },
                 )
                 .await?;
                 tx.commit().await?;
@@ -186,41 +229,75 @@ impl Settlement {
                 tracing::info!(window_id, "resuming an interrupted close");
             }
             _ => {
-                return Err(Error::FailedPrecondition(format!("window {window_id} is already closed and settled")));
+                return Err(Error::FailedPrecondition(format!(
+                    "window {window_id} is already closed and settled"
+                )));
             }
         }
         let rows = self.store.postings(window_id).await?;
         if let Some(ledger) = &self.ledger {
-            self.post(ledger.clone(), window_id, &w.channel_id, currency, &rows).await?;
+            self.post(ledger.clone(), window_id, &w.channel_id, currency, &rows)
+                .await?;
             self.store.mark_settled(window_id).await?;
         }
         let window = self.window(window_id).await?;
         let positions = self.store.positions(window_id).await?;
-        Ok(CloseOutcome { window, positions, transfer_ids: rows.iter().map(|r| r.transfer_id).collect() })
+        Ok(CloseOutcome {
+            window,
+            positions,
+            transfer_ids: rows.iter().map(|r| r.transfer_id).collect(),
+        })
     }
 
     /// Sends the postings: accounts first (creating merchant accounts on first settlement),
     /// then the transfers as one linked chain. A refusal reopens the window.
-    async fn post(&self, mut ledger: Ledger, window_id: &str, channel: &str, currency: Currency, rows: &[PostingRow]) -> Result<()> {
+    async fn post(
+        &self,
+        mut ledger: Ledger,
+        window_id: &str,
+        channel: &str,
+        currency: Currency,
+        rows: &[PostingRow],
+    ) -> Result<()> {
         if rows.is_empty() {
             return Ok(());
         }
         let clearing = AccountRef::clearing(channel, currency);
         let mut accounts = vec![clearing.clone()];
-        accounts.extend(rows.iter().map(|r| AccountRef::merchant(&r.merchant_id, currency)));
+        accounts.extend(
+            rows.iter()
+                .map(|r| AccountRef::merchant(&r.merchant_id, currency)),
+        );
         let request = CreateAccountsRequest {
             accounts: accounts
                 .iter()
-                .map(|a| Account { id: a.id().to_string(), ledger: a.ledger(), code: a.kind.code(), ..Default::default() })
+                .map(|a| Account {
+                    id: a.id().to_string(),
+                    ledger: a.ledger(),
+                    code: a.kind.code(),
+                    ..Default::default()
+                })
                 .collect(),
         };
-        let response = ledger.create_accounts(request).await.map_err(|s| unreachable_ledger(window_id, &s))?.into_inner();
+        let response = ledger
+            .create_accounts(request)
+            .await
+            .map_err(|s| unreachable_ledger(window_id, &s))?
+            .into_inner();
         for e in &response.errors {
             let result = CreateAccountResult::try_from(e.result).unwrap_or(CreateAccountResult::Unspecified);
             // An existing account is all we need, whatever flags its creator chose.
             if !result.as_str_name().contains("_EXISTS") {
-                let name = accounts.get(e.index as usize).map(AccountRef::name).unwrap_or_default();
-                return self.refused(window_id, format!("accounting refused account {name}: {}", result.as_str_name())).await;
+                let name = accounts
+                    .get(e.index as usize)
+                    .map(AccountRef::name)
+                    .unwrap_or_default();
+                return self
+                    .refused(
+                        window_id,
+                        format!("accounting refused account {name}: {}", result.as_str_name()),
+                    )
+                    .await;
             }
         }
         let user_data = postings::window_uuid(window_id).to_string();
@@ -230,7 +307,11 @@ impl Settlement {
             .enumerate()
             .map(|(i, r)| {
                 let merchant = AccountRef::merchant(&r.merchant_id, currency);
-                let (debit, credit) = if r.to_merchant { (&clearing, &merchant) } else { (&merchant, &clearing) };
+                let (debit, credit) = if r.to_merchant {
+                    (&clearing, &merchant)
+                } else {
+                    (&merchant, &clearing)
+                };
                 Transfer {
                     id: r.transfer_id.to_string(),
                     debit_account_id: debit.id().to_string(),
@@ -239,22 +320,41 @@ impl Settlement {
                     user_data_128: user_data.clone(),
                     ledger: currency.ledger(),
                     code: payplane_core::accounts::transfer_code::SETTLEMENT,
-                    flags: Some(TransferFlags { linked: i + 1 < n, ..Default::default() }),
+                    flags: Some(TransferFlags {
+                        linked: i + 1 < n,
+                        ..Default::default()
+                    }),
                     ..Default::default()
                 }
             })
             .collect();
-        let response =
-            ledger.create_transfers(CreateTransfersRequest { transfers }).await.map_err(|s| unreachable_ledger(window_id, &s))?.into_inner();
+        let response = ledger
+            .create_transfers(CreateTransfersRequest { transfers })
+            .await
+            .map_err(|s| unreachable_ledger(window_id, &s))?
+            .into_inner();
         let cause = response.errors.iter().find(|e| {
             let r = CreateTransferResult::try_from(e.result).unwrap_or(CreateTransferResult::Unspecified);
             r != CreateTransferResult::Exists && r != CreateTransferResult::LinkedEventFailed
         });
         match cause {
-            None if response.errors.iter().all(|e| e.result == CreateTransferResult::Exists as i32) => Ok(()),
-            None => self.refused(window_id, "accounting refused the settlement batch without naming a cause".into()).await,
+            None if response
+                .errors
+                .iter()
+                .all(|e| e.result == CreateTransferResult::Exists as i32) =>
+            {
+                Ok(())
+            }
+            None => {
+                self.refused(
+                    window_id,
+                    "accounting refused the settlement batch without naming a cause".into(),
+                )
+                .await
+            }
             Some(e) => {
-                let result = CreateTransferResult::try_from(e.result).unwrap_or(CreateTransferResult::Unspecified);
+                let result =
+                    CreateTransferResult::try_from(e.result).unwrap_or(CreateTransferResult::Unspecified);
                 let row = &rows[(e.index as usize).min(n - 1)];
                 self.refused(
                     window_id,
@@ -274,20 +374,35 @@ impl Settlement {
     async fn refused(&self, window_id: &str, reason: String) -> Result<()> {
         self.store.reopen(window_id).await?;
         tracing::warn!(window_id, reason, "settlement postings refused; window reopened");
-        Err(Error::FailedPrecondition(format!("{reason}; nothing was posted and window {window_id} is open again")))
+        Err(Error::FailedPrecondition(format!(
+            "{reason}; nothing was posted and window {window_id} is open again"
+        )))
     }
 
     /// Reconciles a statement against a closed window and stores the report.
-    pub async fn reconcile(&self, window_id: &str, statement: &Statement, statement_sha256: &str) -> Result<Report> {
-        let w = self.store.window(window_id).await?.ok_or_else(|| Error::NotFound(format!("window {window_id} not found")))?;
+    pub async fn reconcile(
+        &self,
+        window_id: &str,
+        statement: &Statement,
+        statement_sha256: &str,
+    ) -> Result<Report> {
+        let w = self
+            .store
+            .window(window_id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("window {window_id} not found")))?;
         if w.state == state::OPEN {
-            return Err(Error::FailedPrecondition(format!("window {window_id} is open: close it before reconciling")));
+            return Err(Error::FailedPrecondition(format!(
+                "window {window_id} is open: close it before reconciling"
+            )));
         }
         let currency = w.currency()?;
         statement.check_for(&w.channel_id, currency)?;
         let items = self.store.reconciliation_items(window_id).await?;
         let report = reconcile::reconcile(window_id, currency, statement_sha256, &statement.lines, &items);
-        self.store.store_reconciliation(window_id, statement_sha256, &reconcile::render_json(&report)).await?;
+        self.store
+            .store_reconciliation(window_id, statement_sha256, &reconcile::render_json(&report))
+            .await?;
         Ok(report)
     }
 
@@ -311,8 +426,14 @@ impl Settlement {
                 _ = shutdown.triggered() => return,
                 _ = tokio::time::sleep(tick) => {}
             }
-            let Ok(after) = chrono::Duration::from_std(after) else { return };
-            let due = match self.store.due_windows(Utc::now() - after, self.ledger.is_some()).await {
+            let Ok(after) = chrono::Duration::from_std(after) else {
+                return;
+            };
+            let due = match self
+                .store
+                .due_windows(Utc::now() - after, self.ledger.is_some())
+                .await
+            {
                 Ok(due) => due,
                 Err(e) => {
                     tracing::warn!(error = %e, "listing windows due for closing");

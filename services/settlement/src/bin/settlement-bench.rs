@@ -14,8 +14,9 @@ use payplane_core::Currency;
 use payplane_proto::{
     common::v1::Money,
     settlement::v1::{
-        self as pb, CloseWindowRequest, RecordClearedRequest, ReconcileStatementRequest, StatementFormat,
-        settlement_service_client::SettlementServiceClient, settlement_service_server::SettlementServiceServer,
+        self as pb, CloseWindowRequest, ReconcileStatementRequest, RecordClearedRequest, StatementFormat,
+        settlement_service_client::SettlementServiceClient,
+        settlement_service_server::SettlementServiceServer,
     },
 };
 use payplane_runtime::{GrpcServer, ServerArgs};
@@ -40,7 +41,9 @@ const CHANNEL: &str = "unionpay";
 const MERCHANTS: u64 = 1_000;
 
 fn cleared_at() -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339("2026-11-21T08:00:00Z").unwrap().with_timezone(&Utc)
+    DateTime::parse_from_rfc3339("2026-11-21T08:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc)
 }
 
 /// Deterministic pseudo-random items: 1,000 merchants, one in 20 a refund.
@@ -51,11 +54,15 @@ fn items(n: usize, currency: Currency) -> Vec<Item> {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            let refund = x % 20 == 0;
+            let refund = x.is_multiple_of(20);
             let amount = 100 + (x >> 20) as i64 % 500_000;
             Item {
                 item_id: Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0000 | i as u128),
-                kind: if refund { ItemKind::Refund } else { ItemKind::Payment },
+                kind: if refund {
+                    ItemKind::Refund
+                } else {
+                    ItemKind::Payment
+                },
                 payment_id: Uuid::from_u128(0x0190_0000_0000_7000_9000_0000_0000_0000 | i as u128),
                 channel_id: CHANNEL.into(),
                 merchant_id: format!("m-{:04}", (x >> 40) % MERCHANTS),
@@ -77,16 +84,34 @@ fn statement_entries(items: &[Item]) -> Vec<StatementEntry> {
         if i % 1000 == 1 {
             continue;
         }
-        let direction = if item.kind == ItemKind::Payment { Direction::Credit } else { Direction::Debit };
-        let amount = if i % 1000 == 2 { item.amount + 1 } else { item.amount };
-        let e = StatementEntry { channel_reference: item.channel_reference.clone(), direction, amount, booked_at: item.cleared_at };
+        let direction = if item.kind == ItemKind::Payment {
+            Direction::Credit
+        } else {
+            Direction::Debit
+        };
+        let amount = if i % 1000 == 2 {
+            item.amount + 1
+        } else {
+            item.amount
+        };
+        let e = StatementEntry {
+            channel_reference: item.channel_reference.clone(),
+            direction,
+            amount,
+            booked_at: item.cleared_at,
+        };
         if i % 1000 == 3 {
             out.push(e.clone());
         }
         out.push(e);
     }
     for k in 0..100 {
-        out.push(StatementEntry { channel_reference: format!("X{k:06}"), direction: Direction::Credit, amount: 1, booked_at: cleared_at() });
+        out.push(StatementEntry {
+            channel_reference: format!("X{k:06}"),
+            direction: Direction::Credit,
+            amount: 1,
+            booked_at: cleared_at(),
+        });
     }
     out
 }
@@ -116,13 +141,24 @@ fn domain(n: usize, calendar: &Calendar, currency: Currency) {
     let t = Instant::now();
     let mut assigned = 0usize;
     for item in &items {
-        assigned += calendar.assign(&item.channel_id, currency, item.cleared_at).window_id.len();
+        assigned += calendar
+            .assign(&item.channel_id, currency, item.cleared_at)
+            .window_id
+            .len();
     }
     let d = t.elapsed();
-    println!("window assignment          {} ({}) [{assigned}]", secs(d), rate(n, d));
+    println!(
+        "window assignment          {} ({}) [{assigned}]",
+        secs(d),
+        rate(n, d)
+    );
 
     let window_id = calendar.assign(CHANNEL, currency, cleared_at()).window_id;
-    let spec = calendar.window(CHANNEL, currency, calendar.assign(CHANNEL, currency, cleared_at()).business_date);
+    let spec = calendar.window(
+        CHANNEL,
+        currency,
+        calendar.assign(CHANNEL, currency, cleared_at()).business_date,
+    );
     let t = Instant::now();
     let totals = WindowTotals::from_items(&items).expect("no overflow");
     let positions = netting::multilateral(&totals.obligations(CHANNEL)).unwrap();
@@ -151,20 +187,39 @@ fn domain(n: usize, calendar: &Calendar, currency: Currency) {
     let entries = statement_entries(&items);
     let t = Instant::now();
     let camt = statement::render_camt053(&statement_header(currency), &entries);
-    println!("render camt.053 ({} lines, {} MB)  {}", entries.len(), camt.len() / 1_000_000, secs(t.elapsed()));
+    println!(
+        "render camt.053 ({} lines, {} MB)  {}",
+        entries.len(),
+        camt.len() / 1_000_000,
+        secs(t.elapsed())
+    );
     let t = Instant::now();
     let parsed = statement::parse_camt053(&camt).expect("valid statement");
     let d_parse = t.elapsed();
-    println!("parse camt.053             {} ({})", secs(d_parse), rate(entries.len(), d_parse));
+    println!(
+        "parse camt.053             {} ({})",
+        secs(d_parse),
+        rate(entries.len(), d_parse)
+    );
     let csv_doc = statement::render_csv(&statement_header(currency), &entries);
     let t = Instant::now();
     let parsed_csv = statement::parse_csv(&csv_doc).expect("valid statement");
     let d = t.elapsed();
-    println!("parse CSV ({} MB)           {} ({})", csv_doc.len() / 1_000_000, secs(d), rate(entries.len(), d));
+    println!(
+        "parse CSV ({} MB)           {} ({})",
+        csv_doc.len() / 1_000_000,
+        secs(d),
+        rate(entries.len(), d)
+    );
     assert_eq!(parsed.lines.len(), parsed_csv.lines.len());
     let ours: Vec<OurItem> = items
         .iter()
-        .map(|i| OurItem { item_id: i.item_id, channel_reference: i.channel_reference.clone(), kind: i.kind, amount: i.amount })
+        .map(|i| OurItem {
+            item_id: i.item_id,
+            channel_reference: i.channel_reference.clone(),
+            kind: i.kind,
+            amount: i.amount,
+        })
         .collect();
     let t = Instant::now();
     let report = reconcile::reconcile(&window_id, currency, "sha", &parsed.lines, &ours);
@@ -184,44 +239,81 @@ fn domain(n: usize, calendar: &Calendar, currency: Currency) {
         json.len(),
         text.len()
     );
-    println!("reconcile total (parse camt.053 + classify + report)  {}", secs(d_parse + d));
+    println!(
+        "reconcile total (parse camt.053 + classify + report)  {}",
+        secs(d_parse + d)
+    );
 }
 
-async fn service(n: usize, recorded: usize, concurrency: usize, calendar: Calendar, currency: Currency) -> anyhow::Result<()> {
+async fn service(
+    n: usize,
+    recorded: usize,
+    concurrency: usize,
+    calendar: Calendar,
+    currency: Currency,
+) -> anyhow::Result<()> {
     let Ok(url) = std::env::var("DATABASE_URL") else {
-        println!("== service path skipped: DATABASE_URL is not set (ci/devenv up && eval \"$(ci/devenv env)\") ==");
+        println!(
+            "== service path skipped: DATABASE_URL is not set (ci/devenv up && eval \"$(ci/devenv env)\") =="
+        );
         return Ok(());
     };
     let name = format!("bench_settlement_{}", Uuid::new_v4().simple());
     let mut admin = PgConnection::connect(&url).await?;
-    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).execute(&mut admin).await?;
+    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+        .execute(&mut admin)
+        .await?;
     let db_url = match url.rsplit_once('/') {
         Some((base, _)) => format!("{base}/{name}"),
         None => anyhow::bail!("DATABASE_URL has no database name"),
     };
     let pool = PgPoolOptions::new().max_connections(16).connect(&db_url).await?;
     MIGRATOR.run(&pool).await?;
-    let service = Settlement { store: Store::new(pool.clone()), calendar: calendar.clone(), ledger: None };
-    let server = GrpcServer::new("settlement", &ServerArgs::local("bench"))
-        .add_service(SettlementServiceServer::new(SettlementApi { service }).max_decoding_message_size(1 << 30));
+    let service = Settlement {
+        store: Store::new(pool.clone()),
+        calendar: calendar.clone(),
+        ledger: None,
+    };
+    let server = GrpcServer::new("settlement", &ServerArgs::local("bench")).add_service(
+        SettlementServiceServer::new(SettlementApi { service }).max_decoding_message_size(1 << 30),
+    );
     let listeners = server.bind().await?;
     let addr = listeners.grpc_addr()?;
     let shutdown = server.shutdown_handle();
     let serving = tokio::spawn(server.serve_with(listeners));
-    let client = SettlementServiceClient::connect(format!("http://{addr}")).await?.max_decoding_message_size(1 << 30).max_encoding_message_size(1 << 30);
+    let client = SettlementServiceClient::connect(format!("http://{addr}"))
+        .await?
+        .max_decoding_message_size(1 << 30)
+        .max_encoding_message_size(1 << 30);
 
-    println!("== service path (gRPC in-process, PostgreSQL {}) ==", url.split('@').next_back().unwrap_or("?"));
+    println!(
+        "== service path (gRPC in-process, PostgreSQL {}) ==",
+        url.split('@').next_back().unwrap_or("?")
+    );
     let all = items(n, currency);
     let proto = |i: &Item| pb::ClearedItem {
         item_id: i.item_id.to_string(),
-        kind: if i.kind == ItemKind::Payment { pb::ItemKind::Payment as i32 } else { pb::ItemKind::Refund as i32 },
+        kind: if i.kind == ItemKind::Payment {
+            pb::ItemKind::Payment as i32
+        } else {
+            pb::ItemKind::Refund as i32
+        },
         payment_id: i.payment_id.to_string(),
         channel_id: i.channel_id.clone(),
         merchant_id: i.merchant_id.clone(),
-        amount: Some(Money { minor_units: i.amount, currency: currency.code().into() }),
-        fee: Some(Money { minor_units: i.fee, currency: currency.code().into() }),
+        amount: Some(Money {
+            minor_units: i.amount,
+            currency: currency.code().into(),
+        }),
+        fee: Some(Money {
+            minor_units: i.fee,
+            currency: currency.code().into(),
+        }),
         channel_reference: i.channel_reference.clone(),
-        cleared_at: Some(prost_types::Timestamp { seconds: i.cleared_at.timestamp(), nanos: 0 }),
+        cleared_at: Some(prost_types::Timestamp {
+            seconds: i.cleared_at.timestamp(),
+            nanos: 0,
+        }),
         window_id: String::new(),
     };
     let recorded = recorded.min(n);
@@ -229,10 +321,16 @@ async fn service(n: usize, recorded: usize, concurrency: usize, calendar: Calend
     let mut tasks = Vec::new();
     for k in 0..concurrency {
         let mut c = client.clone();
-        let mine: Vec<pb::ClearedItem> = all[..recorded].iter().skip(k).step_by(concurrency).map(proto).collect();
+        let mine: Vec<pb::ClearedItem> = all[..recorded]
+            .iter()
+            .skip(k)
+            .step_by(concurrency)
+            .map(proto)
+            .collect();
         tasks.push(tokio::spawn(async move {
             for item in mine {
-                c.record_cleared(RecordClearedRequest { item: Some(item) }).await?;
+                c.record_cleared(RecordClearedRequest { item: Some(item) })
+                    .await?;
             }
             Ok::<_, tonic::Status>(())
         }));
@@ -241,7 +339,11 @@ async fn service(n: usize, recorded: usize, concurrency: usize, calendar: Calend
         task.await??;
     }
     let d = t.elapsed();
-    println!("RecordCleared {recorded} items, {concurrency} concurrent clients  {} ({})", secs(d), rate(recorded, d));
+    println!(
+        "RecordCleared {recorded} items, {concurrency} concurrent clients  {} ({})",
+        secs(d),
+        rate(recorded, d)
+    );
 
     // Bulk-load the rest of the window straight into the table, then close and reconcile it.
     let window_id = calendar.assign(CHANNEL, currency, cleared_at()).window_id;
@@ -263,20 +365,37 @@ async fn service(n: usize, recorded: usize, concurrency: usize, calendar: Calend
         .execute(&pool)
         .await?;
     }
-    println!("bulk load to {n} items (setup, not a figure of the service)  {}", secs(t.elapsed()));
+    println!(
+        "bulk load to {n} items (setup, not a figure of the service)  {}",
+        secs(t.elapsed())
+    );
     sqlx::query("ANALYZE settlement_items").execute(&pool).await?;
 
     let mut c = client.clone();
     let t = Instant::now();
-    let closed = c.close_window(CloseWindowRequest { window_id: window_id.clone() }).await?.into_inner();
+    let closed = c
+        .close_window(CloseWindowRequest {
+            window_id: window_id.clone(),
+        })
+        .await?
+        .into_inner();
     let d = t.elapsed();
-    println!("CloseWindow of {} items ({} postings planned, no ledger)  {}", closed.window.map(|w| w.item_count).unwrap_or(0), closed.ledger_transfer_ids.len(), secs(d));
+    println!(
+        "CloseWindow of {} items ({} postings planned, no ledger)  {}",
+        closed.window.map(|w| w.item_count).unwrap_or(0),
+        closed.ledger_transfer_ids.len(),
+        secs(d)
+    );
 
     let entries = statement_entries(&all);
     let doc = statement::render_csv(&statement_header(currency), &entries);
     let t = Instant::now();
     let report = c
-        .reconcile_statement(ReconcileStatementRequest { window_id: window_id.clone(), format: StatementFormat::Csv as i32, document: doc.clone() })
+        .reconcile_statement(ReconcileStatementRequest {
+            window_id: window_id.clone(),
+            format: StatementFormat::Csv as i32,
+            document: doc.clone(),
+        })
         .await?
         .into_inner()
         .report
@@ -295,19 +414,30 @@ async fn service(n: usize, recorded: usize, concurrency: usize, calendar: Calend
     shutdown.trigger();
     let _ = serving.await;
     pool.close().await;
-    sqlx::query(AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))).execute(&mut admin).await?;
+    sqlx::query(AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await?;
     Ok(())
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args: Vec<usize> = std::env::args().skip(1).map(|a| a.parse()).collect::<Result<_, _>>()?;
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .map(|a| a.parse())
+        .collect::<Result<_, _>>()?;
     let n = args.first().copied().unwrap_or(1_000_000);
     let recorded = args.get(1).copied().unwrap_or(20_000);
     let concurrency = args.get(2).copied().unwrap_or(16);
     let currency: Currency = "CNY".parse()?;
-    let calendar = Calendar::parse("Asia/Shanghai", "00:00/T+1", "unionpay=23:00/T+1").map_err(anyhow::Error::msg)?;
-    println!("settlement-bench: {n} items, {recorded} recorded through gRPC by {concurrency} clients; {} CPUs", std::thread::available_parallelism().map(|p| p.get()).unwrap_or(0));
+    let calendar =
+        Calendar::parse("Asia/Shanghai", "00:00/T+1", "unionpay=23:00/T+1").map_err(anyhow::Error::msg)?;
+    println!(
+        "settlement-bench: {n} items, {recorded} recorded through gRPC by {concurrency} clients; {} CPUs",
+        std::thread::available_parallelism().map(|p| p.get()).unwrap_or(0)
+    );
     domain(n, &calendar, currency);
     service(n, recorded, concurrency, calendar, currency).await
 }

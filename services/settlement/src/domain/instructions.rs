@@ -51,8 +51,11 @@ pub fn instructions(window_id: &str, positions: &[Position]) -> Vec<Instruction>
         .filter(|p| p.net != 0)
         .enumerate()
         .map(|(i, p)| {
-            let (debtor, creditor) =
-                if p.net < 0 { (p.participant_id.clone(), HUB.to_string()) } else { (HUB.to_string(), p.participant_id.clone()) };
+            let (debtor, creditor) = if p.net < 0 {
+                (p.participant_id.clone(), HUB.to_string())
+            } else {
+                (HUB.to_string(), p.participant_id.clone())
+            };
             Instruction {
                 instruction_id: format!("{}-{:06}", &wid.simple().to_string()[..12], i + 1),
                 end_to_end_id: window_id.to_string(),
@@ -88,14 +91,19 @@ pub fn render_pacs009(h: &InstructionHeader<'_>, instructions: &[Instruction]) -
             w.create_element("FICdtTrf").write_inner_content(|w| {
                 w.create_element("GrpHdr").write_inner_content(|w| {
                     text(w, "MsgId", &message_id(h.window_id))?;
-                    text(w, "CreDtTm", &h.cut_off_at.to_rfc3339_opts(SecondsFormat::Secs, true))?;
+                    text(
+                        w,
+                        "CreDtTm",
+                        &h.cut_off_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+                    )?;
                     text(w, "NbOfTxs", &instructions.len().to_string())?;
                     text(w, "CtrlSum", &h.currency.format_minor(total))?;
                     w.create_element("TtlIntrBkSttlmAmt")
                         .with_attribute(("Ccy", ccy))
                         .write_text_content(BytesText::new(&h.currency.format_minor(total)))?;
                     text(w, "IntrBkSttlmDt", &date(h.value_date))?;
-                    w.create_element("SttlmInf").write_inner_content(|w| text(w, "SttlmMtd", "CLRG"))?;
+                    w.create_element("SttlmInf")
+                        .write_inner_content(|w| text(w, "SttlmMtd", "CLRG"))?;
                     Ok(())
                 })?;
                 for i in instructions {
@@ -112,7 +120,15 @@ pub fn render_pacs009(h: &InstructionHeader<'_>, instructions: &[Instruction]) -
                         party(w, "Dbtr", &i.debtor)?;
                         party(w, "Cdtr", &i.creditor)?;
                         w.create_element("RmtInf").write_inner_content(|w| {
-                            text(w, "Ustrd", &format!("settlement {} business date {}", h.window_id, date(h.business_date)))
+                            text(
+                                w,
+                                "Ustrd",
+                                &format!(
+                                    "settlement {} business date {}",
+                                    h.window_id,
+                                    date(h.business_date)
+                                ),
+                            )
                         })?;
                         Ok(())
                     })?;
@@ -127,13 +143,16 @@ pub fn render_pacs009(h: &InstructionHeader<'_>, instructions: &[Instruction]) -
 }
 
 fn text(w: &mut Writer<Vec<u8>>, name: &str, value: &str) -> std::io::Result<()> {
-    w.create_element(name).write_text_content(BytesText::new(value)).map(|_| ())
+    w.create_element(name)
+        .write_text_content(BytesText::new(value))
+        .map(|_| ())
 }
 
 fn party(w: &mut Writer<Vec<u8>>, role: &str, id: &str) -> std::io::Result<()> {
     w.create_element(role).write_inner_content(|w| {
         w.create_element("FinInstnId").write_inner_content(|w| {
-            w.create_element("Othr").write_inner_content(|w| text(w, "Id", id))?;
+            w.create_element("Othr")
+                .write_inner_content(|w| text(w, "Id", id))?;
             Ok(())
         })?;
         Ok(())
@@ -147,7 +166,16 @@ pub fn render_csv(h: &InstructionHeader<'_>, instructions: &[Instruction]) -> Ve
     let msg_id = message_id(h.window_id);
     let value_date = date(h.value_date);
     let _ = w.write_record([
-        "msg_id", "instruction_id", "uetr", "window_id", "value_date", "debtor", "creditor", "currency", "amount_minor", "amount",
+        "msg_id",
+        "instruction_id",
+        "uetr",
+        "window_id",
+        "value_date",
+        "debtor",
+        "creditor",
+        "currency",
+        "amount_minor",
+        "amount",
     ]);
     for i in instructions {
         let _ = w.write_record([
@@ -172,10 +200,30 @@ mod tests {
 
     fn positions() -> Vec<Position> {
         vec![
-            Position { participant_id: "channel:u".into(), receivable: 100, payable: 1100, net: -1000 },
-            Position { participant_id: "fees:platform".into(), receivable: 10, payable: 0, net: 10 },
-            Position { participant_id: "merchant:a&b".into(), receivable: 990, payable: 0, net: 990 },
-            Position { participant_id: "merchant:z".into(), receivable: 5, payable: 5, net: 0 },
+            Position {
+                participant_id: "channel:u".into(),
+                receivable: 100,
+                payable: 1100,
+                net: -1000,
+            },
+            Position {
+                participant_id: "fees:platform".into(),
+                receivable: 10,
+                payable: 0,
+                net: 10,
+            },
+            Position {
+                participant_id: "merchant:a&b".into(),
+                receivable: 990,
+                payable: 0,
+                net: 990,
+            },
+            Position {
+                participant_id: "merchant:z".into(),
+                receivable: 5,
+                payable: 5,
+                net: 0,
+            },
         ]
     }
 
@@ -184,7 +232,9 @@ mod tests {
             window_id: "u:CNY:2026-11-22",
             currency: "CNY".parse().unwrap(),
             business_date: NaiveDate::from_ymd_opt(2026, 11, 22).unwrap(),
-            cut_off_at: DateTime::parse_from_rfc3339("2026-11-22T15:00:00Z").unwrap().with_timezone(&Utc),
+            cut_off_at: DateTime::parse_from_rfc3339("2026-11-22T15:00:00Z")
+                .unwrap()
+                .with_timezone(&Utc),
             value_date: NaiveDate::from_ymd_opt(2026, 11, 23).unwrap(),
         }
     }
@@ -193,7 +243,10 @@ mod tests {
     fn renders_pacs009_with_escaping_and_a_control_sum() {
         let ins = instructions("u:CNY:2026-11-22", &positions());
         assert_eq!(ins.len(), 3, "zero positions produce no instruction");
-        assert_eq!((ins[0].debtor.as_str(), ins[0].creditor.as_str(), ins[0].amount), ("channel:u", HUB, 1000));
+        assert_eq!(
+            (ins[0].debtor.as_str(), ins[0].creditor.as_str(), ins[0].amount),
+            ("channel:u", HUB, 1000)
+        );
         let xml = String::from_utf8(render_pacs009(&header(), &ins)).unwrap();
         assert!(xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Document xmlns=\"urn:iso:std:iso:20022:tech:xsd:pacs.009.001.08\">"), "{xml}");
         assert!(xml.contains("<NbOfTxs>3</NbOfTxs>"));
@@ -202,7 +255,10 @@ mod tests {
         assert!(xml.contains("<IntrBkSttlmDt>2026-11-23</IntrBkSttlmDt>"));
         assert!(xml.contains("<IntrBkSttlmAmt Ccy=\"CNY\">9.90</IntrBkSttlmAmt>"));
         assert!(xml.contains("<Id>merchant:a&amp;b</Id>"));
-        assert_eq!(render_pacs009(&header(), &ins), render_pacs009(&header(), &instructions("u:CNY:2026-11-22", &positions())));
+        assert_eq!(
+            render_pacs009(&header(), &ins),
+            render_pacs009(&header(), &instructions("u:CNY:2026-11-22", &positions()))
+        );
     }
 
     #[test]
@@ -212,6 +268,10 @@ mod tests {
         let lines: Vec<_> = csv.lines().collect();
         assert_eq!(lines.len(), 4);
         assert!(lines[0].starts_with("msg_id,instruction_id,uetr,window_id"));
-        assert!(lines[3].ends_with(",payplane:settlement,merchant:a&b,CNY,990,9.90"), "{}", lines[3]);
+        assert!(
+            lines[3].ends_with(",payplane:settlement,merchant:a&b,CNY,990,9.90"),
+            "{}",
+            lines[3]
+        );
     }
 }

@@ -20,10 +20,16 @@ pub fn parse(currency: Currency, text: &str) -> Result<i64, String> {
         return Err(format!("amount {text:?} is not a decimal number such as 12.34"));
     }
     if frac.len() > digits {
-        return Err(format!("amount {text:?} has more than {digits} decimal places for {currency}"));
+        return Err(format!(
+            "amount {text:?} has more than {digits} decimal places for {currency}"
+        ));
     }
     let scale = 10i64.pow(digits as u32);
-    let frac_value = if frac.is_empty() { 0 } else { frac.parse::<i64>().map_err(|e| e.to_string())? };
+    let frac_value = if frac.is_empty() {
+        0
+    } else {
+        frac.parse::<i64>().map_err(|e| e.to_string())?
+    };
     let frac_scaled = frac_value * 10i64.pow((digits - frac.len()) as u32);
     int.parse::<i64>()
         .ok()

@@ -76,7 +76,10 @@ impl WindowTotals {
     }
 
     pub fn item_count(&self) -> u64 {
-        self.merchants.values().map(|t| t.payment_count + t.refund_count).sum()
+        self.merchants
+            .values()
+            .map(|t| t.payment_count + t.refund_count)
+            .sum()
     }
 
     /// (gross payments, gross refunds, fees) of the whole window.
@@ -96,9 +99,21 @@ impl WindowTotals {
         let mut out = Vec::with_capacity(self.merchants.len() * 3);
         for (merchant, t) in &self.merchants {
             let m = merchant_participant(merchant);
-            out.push(Obligation { debtor: ch.clone(), creditor: m.clone(), amount: t.payments - t.fees });
-            out.push(Obligation { debtor: m, creditor: ch.clone(), amount: t.refunds });
-            out.push(Obligation { debtor: ch.clone(), creditor: PLATFORM_FEES.to_string(), amount: t.fees });
+            out.push(Obligation {
+                debtor: ch.clone(),
+                creditor: m.clone(),
+                amount: t.payments - t.fees,
+            });
+            out.push(Obligation {
+                debtor: m,
+                creditor: ch.clone(),
+                amount: t.refunds,
+            });
+            out.push(Obligation {
+                debtor: ch.clone(),
+                creditor: PLATFORM_FEES.to_string(),
+                amount: t.fees,
+            });
         }
         out.retain(|o| o.amount != 0);
         out
@@ -164,7 +179,14 @@ pub fn bilateral(obligations: &[Obligation]) -> Result<Vec<BilateralNet>, Overfl
         let e = map.entry(key).or_default();
         *e = e.checked_add(signed).ok_or(Overflow("netting bilaterally"))?;
     }
-    Ok(map.into_iter().map(|((a, b), n)| BilateralNet { a: a.to_string(), b: b.to_string(), a_owes_b: n }).collect())
+    Ok(map
+        .into_iter()
+        .map(|((a, b), n)| BilateralNet {
+            a: a.to_string(),
+            b: b.to_string(),
+            a_owes_b: n,
+        })
+        .collect())
 }
 
 #[cfg(test)]
@@ -173,16 +195,41 @@ mod tests {
     use proptest::prelude::*;
 
     fn ob(d: &str, c: &str, amount: i64) -> Obligation {
-        Obligation { debtor: d.into(), creditor: c.into(), amount }
+        Obligation {
+            debtor: d.into(),
+            creditor: c.into(),
+            amount,
+        }
     }
 
     #[test]
     fn window_positions_follow_the_chart_of_accounts() {
         let mut totals = WindowTotals::default();
-        totals.merchants.insert("m1".into(), MerchantTotals { payments: 10_000, payment_count: 2, refunds: 1_000, refund_count: 1, fees: 60 });
-        totals.merchants.insert("m2".into(), MerchantTotals { payments: 500, payment_count: 1, refunds: 800, refund_count: 1, fees: 3 });
+        totals.merchants.insert(
+            "m1".into(),
+            MerchantTotals {
+                payments: 10_000,
+                payment_count: 2,
+                refunds: 1_000,
+                refund_count: 1,
+                fees: 60,
+            },
+        );
+        totals.merchants.insert(
+            "m2".into(),
+            MerchantTotals {
+                payments: 500,
+                payment_count: 1,
+                refunds: 800,
+                refund_count: 1,
+                fees: 3,
+            },
+        );
         let positions = multilateral(&totals.obligations("unionpay")).unwrap();
-        let by: BTreeMap<_, _> = positions.iter().map(|p| (p.participant_id.as_str(), p.net)).collect();
+        let by: BTreeMap<_, _> = positions
+            .iter()
+            .map(|p| (p.participant_id.as_str(), p.net))
+            .collect();
         // The channel pays gross payments − refunds; merchants receive their nets; fees to us.
         assert_eq!(by["channel:unionpay"], -(10_500 - 1_800));
         assert_eq!(by["merchant:m1"], 10_000 - 60 - 1_000);
@@ -195,10 +242,21 @@ mod tests {
     #[test]
     fn bilateral_nets_offset_within_a_pair() {
         let nets = bilateral(&[ob("b", "a", 70), ob("a", "b", 100), ob("c", "a", 5)]).unwrap();
-        assert_eq!(nets, vec![
-            BilateralNet { a: "a".into(), b: "b".into(), a_owes_b: 30 },
-            BilateralNet { a: "a".into(), b: "c".into(), a_owes_b: -5 },
-        ]);
+        assert_eq!(
+            nets,
+            vec![
+                BilateralNet {
+                    a: "a".into(),
+                    b: "b".into(),
+                    a_owes_b: 30
+                },
+                BilateralNet {
+                    a: "a".into(),
+                    b: "c".into(),
+                    a_owes_b: -5
+                },
+            ]
+        );
     }
 
     proptest! {

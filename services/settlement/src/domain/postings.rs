@@ -33,11 +33,20 @@ pub fn window_uuid(window_id: &str) -> Uuid {
 }
 
 pub fn transfer_id(window_id: &str, attempt: u32, merchant: &str) -> Uuid {
-    Uuid::new_v5(&window_uuid(window_id), format!("posting:{attempt}:{merchant}").as_bytes())
+    Uuid::new_v5(
+        &window_uuid(window_id),
+        format!("posting:{attempt}:{merchant}").as_bytes(),
+    )
 }
 
 /// The postings of a window, sorted by merchant; merchants whose net is zero post nothing.
-pub fn plan(window_id: &str, channel: &str, currency: Currency, totals: &WindowTotals, attempt: u32) -> Result<Vec<Posting>, Overflow> {
+pub fn plan(
+    window_id: &str,
+    channel: &str,
+    currency: Currency,
+    totals: &WindowTotals,
+    attempt: u32,
+) -> Result<Vec<Posting>, Overflow> {
     let clearing = AccountRef::clearing(channel, currency);
     let mut out = Vec::new();
     for (merchant, t) in &totals.merchants {
@@ -46,7 +55,11 @@ pub fn plan(window_id: &str, channel: &str, currency: Currency, totals: &WindowT
             continue;
         }
         let account = AccountRef::merchant(merchant, currency);
-        let (debit, credit) = if net > 0 { (clearing.clone(), account) } else { (account, clearing.clone()) };
+        let (debit, credit) = if net > 0 {
+            (clearing.clone(), account)
+        } else {
+            (account, clearing.clone())
+        };
         out.push(Posting {
             transfer_id: transfer_id(window_id, attempt, merchant),
             merchant_id: merchant.clone(),
@@ -69,9 +82,36 @@ mod tests {
     fn plans_one_transfer_per_non_zero_merchant_net_with_stable_ids() {
         let cny: Currency = "CNY".parse().unwrap();
         let mut totals = WindowTotals::default();
-        totals.merchants.insert("m1".into(), MerchantTotals { payments: 1000, fees: 10, refunds: 90, payment_count: 1, refund_count: 1 });
-        totals.merchants.insert("m2".into(), MerchantTotals { payments: 100, fees: 1, refunds: 99, payment_count: 1, refund_count: 1 });
-        totals.merchants.insert("m3".into(), MerchantTotals { payments: 0, fees: 0, refunds: 50, payment_count: 0, refund_count: 1 });
+        totals.merchants.insert(
+            "m1".into(),
+            MerchantTotals {
+                payments: 1000,
+                fees: 10,
+                refunds: 90,
+                payment_count: 1,
+                refund_count: 1,
+            },
+        );
+        totals.merchants.insert(
+            "m2".into(),
+            MerchantTotals {
+                payments: 100,
+                fees: 1,
+                refunds: 99,
+                payment_count: 1,
+                refund_count: 1,
+            },
+        );
+        totals.merchants.insert(
+            "m3".into(),
+            MerchantTotals {
+                payments: 0,
+                fees: 0,
+                refunds: 50,
+                payment_count: 0,
+                refund_count: 1,
+            },
+        );
         let p = plan("u:CNY:2026-11-22", "u", cny, &totals, 0).unwrap();
         assert_eq!(p.len(), 2);
         assert_eq!((p[0].merchant_id.as_str(), p[0].amount), ("m1", 900));
@@ -79,7 +119,13 @@ mod tests {
         assert_eq!((p[1].merchant_id.as_str(), p[1].amount), ("m3", 50));
         assert_eq!(p[1].credit, AccountRef::clearing("u", cny));
         assert_eq!(p, plan("u:CNY:2026-11-22", "u", cny, &totals, 0).unwrap());
-        assert_ne!(p[0].transfer_id, plan("u:CNY:2026-11-22", "u", cny, &totals, 1).unwrap()[0].transfer_id);
-        assert_ne!(p[0].transfer_id, plan("u:CNY:2026-11-23", "u", cny, &totals, 0).unwrap()[0].transfer_id);
+        assert_ne!(
+            p[0].transfer_id,
+            plan("u:CNY:2026-11-22", "u", cny, &totals, 1).unwrap()[0].transfer_id
+        );
+        assert_ne!(
+            p[0].transfer_id,
+            plan("u:CNY:2026-11-23", "u", cny, &totals, 0).unwrap()[0].transfer_id
+        );
     }
 }

@@ -104,13 +104,22 @@ pub struct Report {
 }
 
 /// Classifies every line of `lines` and every item of `items` (any order).
-pub fn reconcile(window_id: &str, currency: Currency, statement_sha256: &str, lines: &[StatementLine], items: &[OurItem]) -> Report {
+pub fn reconcile(
+    window_id: &str,
+    currency: Currency,
+    statement_sha256: &str,
+    lines: &[StatementLine],
+    items: &[OurItem],
+) -> Report {
     let mut order: Vec<usize> = (0..items.len()).collect();
     order.sort_by(|a, b| items[*a].item_id.cmp(&items[*b].item_id));
     let mut by_ref: HashMap<&str, Vec<usize>> = HashMap::with_capacity(items.len());
     for i in order.iter().rev() {
         // Reversed so that `pop` takes the smallest item id first.
-        by_ref.entry(items[*i].channel_reference.as_str()).or_default().push(*i);
+        by_ref
+            .entry(items[*i].channel_reference.as_str())
+            .or_default()
+            .push(*i);
     }
     let mut taken = vec![false; items.len()];
     let mut last_taken: HashMap<&str, usize> = HashMap::new();
@@ -123,7 +132,11 @@ pub fn reconcile(window_id: &str, currency: Currency, statement_sha256: &str, li
             Some(i) => {
                 taken[i] = true;
                 last_taken.insert(&items[i].channel_reference, i);
-                let class = if items[i].signed_amount() == line.signed_amount() { Class::Matched } else { Class::AmountMismatch };
+                let class = if items[i].signed_amount() == line.signed_amount() {
+                    Class::Matched
+                } else {
+                    Class::AmountMismatch
+                };
                 (class, Some(i))
             }
             None => match last_taken.get(reference) {
@@ -143,7 +156,12 @@ pub fn reconcile(window_id: &str, currency: Currency, statement_sha256: &str, li
             });
         }
     }
-    let mut missing: Vec<&OurItem> = items.iter().zip(&taken).filter(|(_, t)| !**t).map(|(i, _)| i).collect();
+    let mut missing: Vec<&OurItem> = items
+        .iter()
+        .zip(&taken)
+        .filter(|(_, t)| !**t)
+        .map(|(i, _)| i)
+        .collect();
     missing.sort_by(|a, b| (&a.channel_reference, a.item_id).cmp(&(&b.channel_reference, b.item_id)));
     for item in missing {
         summary.count(Class::MissingAtChannel);
@@ -188,9 +206,17 @@ pub fn render_text(report: &Report) -> Vec<u8> {
     };
     let s = &report.summary;
     let mut out = String::new();
-    let _ = writeln!(out, "Reconciliation of window {} ({})", report.window_id, report.currency);
+    let _ = writeln!(
+        out,
+        "Reconciliation of window {} ({})",
+        report.window_id, report.currency
+    );
     let _ = writeln!(out, "Statement sha256 {}", report.statement_sha256);
-    let _ = writeln!(out, "Statement lines {}, items {}", report.statement_lines, report.items);
+    let _ = writeln!(
+        out,
+        "Statement lines {}, items {}",
+        report.statement_lines, report.items
+    );
     let _ = writeln!(out);
     let _ = writeln!(out, "{:<22} {:>10}", "class", "count");
     for (class, n) in [
@@ -213,7 +239,9 @@ pub fn render_text(report: &Report) -> Vec<u8> {
         .map(|e| {
             [
                 e.class.label().to_string(),
-                e.statement_line.map(|l| l.to_string()).unwrap_or_else(|| "-".into()),
+                e.statement_line
+                    .map(|l| l.to_string())
+                    .unwrap_or_else(|| "-".into()),
                 e.channel_reference.clone(),
                 e.item_id.map(|i| i.to_string()).unwrap_or_else(|| "-".into()),
                 amount(e.our_amount),
@@ -231,12 +259,30 @@ pub fn render_text(report: &Report) -> Vec<u8> {
     let line = |cells: [&str; 6]| {
         format!(
             "{:<w0$}  {:>w1$}  {:<w2$}  {:<w3$}  {:>w4$}  {:>w5$}",
-            cells[0], cells[1], cells[2], cells[3], cells[4], cells[5],
-            w0 = width[0], w1 = width[1], w2 = width[2], w3 = width[3], w4 = width[4], w5 = width[5]
+            cells[0],
+            cells[1],
+            cells[2],
+            cells[3],
+            cells[4],
+            cells[5],
+            w0 = width[0],
+            w1 = width[1],
+            w2 = width[2],
+            w3 = width[3],
+            w4 = width[4],
+            w5 = width[5]
         )
     };
     let _ = writeln!(out, "{}", line(head));
-    let _ = writeln!(out, "{}", width.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("  "));
+    let _ = writeln!(
+        out,
+        "{}",
+        width
+            .iter()
+            .map(|w| "-".repeat(*w))
+            .collect::<Vec<_>>()
+            .join("  ")
+    );
     for r in &rows {
         let _ = writeln!(out, "{}", line([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]]));
     }
@@ -249,7 +295,12 @@ mod tests {
     use crate::domain::statement::Direction;
 
     fn item(n: u128, reference: &str, kind: ItemKind, amount: i64) -> OurItem {
-        OurItem { item_id: Uuid::from_u128(n), channel_reference: reference.into(), kind, amount }
+        OurItem {
+            item_id: Uuid::from_u128(n),
+            channel_reference: reference.into(),
+            kind,
+            amount,
+        }
     }
 
     fn line(n: u32, reference: &str, direction: Direction, amount: i64) -> StatementLine {
@@ -281,28 +332,54 @@ mod tests {
             line(7, "E", Direction::Credit, 10),  // matched
         ];
         let r = reconcile("w", "CNY".parse().unwrap(), "sha", &lines, &items);
-        assert_eq!(r.summary, Summary { matched: 2, missing_at_channel: 1, unexpected_at_channel: 1, amount_mismatch: 2, duplicate: 1 });
-        let classes: Vec<_> = r.breaks.iter().map(|e| (e.class, e.channel_reference.as_str(), e.statement_line)).collect();
-        assert_eq!(classes, vec![
-            (Class::AmountMismatch, "B", Some(3)),
-            (Class::AmountMismatch, "C", Some(4)),
-            (Class::Duplicate, "A", Some(5)),
-            (Class::UnexpectedAtChannel, "Z", Some(6)),
-            (Class::MissingAtChannel, "D", None),
-        ]);
+        assert_eq!(
+            r.summary,
+            Summary {
+                matched: 2,
+                missing_at_channel: 1,
+                unexpected_at_channel: 1,
+                amount_mismatch: 2,
+                duplicate: 1
+            }
+        );
+        let classes: Vec<_> = r
+            .breaks
+            .iter()
+            .map(|e| (e.class, e.channel_reference.as_str(), e.statement_line))
+            .collect();
+        assert_eq!(
+            classes,
+            vec![
+                (Class::AmountMismatch, "B", Some(3)),
+                (Class::AmountMismatch, "C", Some(4)),
+                (Class::Duplicate, "A", Some(5)),
+                (Class::UnexpectedAtChannel, "Z", Some(6)),
+                (Class::MissingAtChannel, "D", None),
+            ]
+        );
         assert_eq!(r.breaks[1].our_amount, Some(-50));
         assert_eq!(r.breaks[1].channel_amount, Some(50));
         assert_eq!(r.breaks[2].item_id, Some(Uuid::from_u128(1)));
         // Every line and every item is accounted for exactly once.
         let s = &r.summary;
-        assert_eq!(s.matched + s.amount_mismatch + s.duplicate + s.unexpected_at_channel, lines.len() as u64);
-        assert_eq!(s.matched + s.amount_mismatch + s.missing_at_channel, items.len() as u64);
+        assert_eq!(
+            s.matched + s.amount_mismatch + s.duplicate + s.unexpected_at_channel,
+            lines.len() as u64
+        );
+        assert_eq!(
+            s.matched + s.amount_mismatch + s.missing_at_channel,
+            items.len() as u64
+        );
     }
 
     #[test]
     fn item_order_does_not_change_the_report_and_renderings_are_stable() {
-        let mut items: Vec<_> = (0..50).map(|i| item(i, &format!("R{}", i % 40), ItemKind::Payment, 10 + i as i64)).collect();
-        let lines: Vec<_> = (0..45).map(|i| line(i + 2, &format!("R{}", i % 42), Direction::Credit, 10 + i as i64)).collect();
+        let mut items: Vec<_> = (0..50)
+            .map(|i| item(i, &format!("R{}", i % 40), ItemKind::Payment, 10 + i as i64))
+            .collect();
+        let lines: Vec<_> = (0..45)
+            .map(|i| line(i + 2, &format!("R{}", i % 42), Direction::Credit, 10 + i as i64))
+            .collect();
         let a = reconcile("w", "CNY".parse().unwrap(), "s", &lines, &items);
         items.reverse();
         let b = reconcile("w", "CNY".parse().unwrap(), "s", &lines, &items);

@@ -83,7 +83,10 @@ pub struct StatementError {
 }
 
 fn err<T>(line: u32, reason: impl Into<String>) -> Result<T, StatementError> {
-    Err(StatementError { line, reason: reason.into() })
+    Err(StatementError {
+        line,
+        reason: reason.into(),
+    })
 }
 
 impl Statement {
@@ -92,16 +95,25 @@ impl Statement {
         if let Some((account, line)) = &self.account
             && account != channel
         {
-            return err(*line, format!("statement is for channel {account:?}, the window is for {channel:?}"));
+            return err(
+                *line,
+                format!("statement is for channel {account:?}, the window is for {channel:?}"),
+            );
         }
         if let Some((ccy, line)) = self.currency
             && ccy != currency
         {
-            return err(line, format!("statement currency is {ccy}, the window's is {currency}"));
+            return err(
+                line,
+                format!("statement currency is {ccy}, the window's is {currency}"),
+            );
         }
         for l in &self.lines {
             if l.currency != currency {
-                return err(l.line, format!("entry currency is {}, the window's is {currency}", l.currency));
+                return err(
+                    l.line,
+                    format!("entry currency is {}, the window's is {currency}", l.currency),
+                );
             }
         }
         Ok(())
@@ -135,7 +147,12 @@ fn ts(t: &DateTime<Utc>) -> String {
 fn parse_ts(line: u32, s: &str) -> Result<DateTime<Utc>, StatementError> {
     DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
-        .or_else(|_| err(line, format!("{s:?} is not an ISO 8601 date-time with offset, e.g. 2026-11-22T10:00:00Z")))
+        .or_else(|_| {
+            err(
+                line,
+                format!("{s:?} is not an ISO 8601 date-time with offset, e.g. 2026-11-22T10:00:00Z"),
+            )
+        })
 }
 
 pub const CAMT053_NAMESPACE: &str = "urn:iso:std:iso:20022:tech:xsd:camt.053.001.08";
@@ -145,65 +162,81 @@ pub fn render_camt053(h: &StatementHeader, entries: &[StatementEntry]) -> Vec<u8
     let ccy = h.currency.code();
     let mut w = Writer::new_with_indent(Vec::new(), b' ', 2);
     let text = |w: &mut Writer<Vec<u8>>, name: &str, value: &str| -> std::io::Result<()> {
-        w.create_element(name).write_text_content(BytesText::new(value)).map(|_| ())
+        w.create_element(name)
+            .write_text_content(BytesText::new(value))
+            .map(|_| ())
     };
     let _ = w.write_event(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)));
-    let _ = w.create_element("Document").with_attribute(("xmlns", CAMT053_NAMESPACE)).write_inner_content(|w| {
-        w.create_element("BkToCstmrStmt").write_inner_content(|w| {
-            w.create_element("GrpHdr").write_inner_content(|w| {
-                text(w, "MsgId", &h.statement_id)?;
-                text(w, "CreDtTm", &ts(&h.created_at))
-            })?;
-            w.create_element("Stmt").write_inner_content(|w| {
-                text(w, "Id", &h.statement_id)?;
-                text(w, "CreDtTm", &ts(&h.created_at))?;
-                w.create_element("FrToDt").write_inner_content(|w| {
-                    text(w, "FrDtTm", &ts(&h.from))?;
-                    text(w, "ToDtTm", &ts(&h.to))
+    let _ = w
+        .create_element("Document")
+        .with_attribute(("xmlns", CAMT053_NAMESPACE))
+        .write_inner_content(|w| {
+            w.create_element("BkToCstmrStmt").write_inner_content(|w| {
+                w.create_element("GrpHdr").write_inner_content(|w| {
+                    text(w, "MsgId", &h.statement_id)?;
+                    text(w, "CreDtTm", &ts(&h.created_at))
                 })?;
-                w.create_element("Acct").write_inner_content(|w| {
-                    w.create_element("Id").write_inner_content(|w| {
-                        w.create_element("Othr").write_inner_content(|w| text(w, "Id", &h.channel_id)).map(|_| ())
+                w.create_element("Stmt").write_inner_content(|w| {
+                    text(w, "Id", &h.statement_id)?;
+                    text(w, "CreDtTm", &ts(&h.created_at))?;
+                    w.create_element("FrToDt").write_inner_content(|w| {
+                        text(w, "FrDtTm", &ts(&h.from))?;
+                        text(w, "ToDtTm", &ts(&h.to))
                     })?;
-                    text(w, "Ccy", ccy)
-                })?;
-                w.create_element("TxsSummry").write_inner_content(|w| {
-                    w.create_element("TtlNtries")
-                        .write_inner_content(|w| text(w, "NbOfNtries", &entries.len().to_string()))
-                        .map(|_| ())
-                })?;
-                for e in entries {
-                    w.create_element("Ntry").write_inner_content(|w| {
-                        w.create_element("Amt")
-                            .with_attribute(("Ccy", ccy))
-                            .write_text_content(BytesText::new(&money::format(h.currency, e.amount)))?;
-                        text(w, "CdtDbtInd", e.direction.code())?;
-                        w.create_element("Sts").write_inner_content(|w| text(w, "Cd", "BOOK"))?;
-                        w.create_element("BookgDt").write_inner_content(|w| text(w, "DtTm", &ts(&e.booked_at)))?;
-                        w.create_element("NtryDtls").write_inner_content(|w| {
-                            w.create_element("TxDtls").write_inner_content(|w| {
-                                w.create_element("Refs")
-                                    .write_inner_content(|w| text(w, "AcctSvcrRef", &e.channel_reference))
-                                    .map(|_| ())
+                    w.create_element("Acct").write_inner_content(|w| {
+                        w.create_element("Id").write_inner_content(|w| {
+                            w.create_element("Othr")
+                                .write_inner_content(|w| text(w, "Id", &h.channel_id))
+                                .map(|_| ())
+                        })?;
+                        text(w, "Ccy", ccy)
+                    })?;
+                    w.create_element("TxsSummry").write_inner_content(|w| {
+                        w.create_element("TtlNtries")
+                            .write_inner_content(|w| text(w, "NbOfNtries", &entries.len().to_string()))
+                            .map(|_| ())
+                    })?;
+                    for e in entries {
+                        w.create_element("Ntry").write_inner_content(|w| {
+                            w.create_element("Amt")
+                                .with_attribute(("Ccy", ccy))
+                                .write_text_content(BytesText::new(&money::format(h.currency, e.amount)))?;
+                            text(w, "CdtDbtInd", e.direction.code())?;
+                            w.create_element("Sts")
+                                .write_inner_content(|w| text(w, "Cd", "BOOK"))?;
+                            w.create_element("BookgDt")
+                                .write_inner_content(|w| text(w, "DtTm", &ts(&e.booked_at)))?;
+                            w.create_element("NtryDtls").write_inner_content(|w| {
+                                w.create_element("TxDtls").write_inner_content(|w| {
+                                    w.create_element("Refs")
+                                        .write_inner_content(|w| text(w, "AcctSvcrRef", &e.channel_reference))
+                                        .map(|_| ())
+                                })?;
+                                Ok(())
                             })?;
                             Ok(())
                         })?;
-                        Ok(())
-                    })?;
-                }
+                    }
+                    Ok(())
+                })?;
                 Ok(())
             })?;
             Ok(())
-        })?;
-        Ok(())
-    });
+        });
     let mut out = w.into_inner();
     out.push(b'\n');
     out
 }
 
 /// Columns of the CSV statement, in this order, as its first line.
-pub const CSV_COLUMNS: [&str; 6] = ["channel_id", "channel_reference", "direction", "amount", "currency", "booked_at"];
+pub const CSV_COLUMNS: [&str; 6] = [
+    "channel_id",
+    "channel_reference",
+    "direction",
+    "amount",
+    "currency",
+    "booked_at",
+];
 
 /// Renders a CSV statement, entries in the given order.
 pub fn render_csv(h: &StatementHeader, entries: &[StatementEntry]) -> Vec<u8> {
@@ -242,31 +275,64 @@ pub fn parse_csv(doc: &[u8]) -> Result<Statement, StatementError> {
             first = false;
             let got: Vec<&str> = record.iter().collect();
             if got != CSV_COLUMNS {
-                return err(line, format!("header must be {:?}, got {:?}", CSV_COLUMNS.join(","), got.join(",")));
+                return err(
+                    line,
+                    format!(
+                        "header must be {:?}, got {:?}",
+                        CSV_COLUMNS.join(","),
+                        got.join(",")
+                    ),
+                );
             }
             continue;
         }
         if record.len() != CSV_COLUMNS.len() {
-            return err(line, format!("expected {} fields, got {}", CSV_COLUMNS.len(), record.len()));
+            return err(
+                line,
+                format!("expected {} fields, got {}", CSV_COLUMNS.len(), record.len()),
+            );
         }
         let field = |i: usize| record.get(i).unwrap_or_default();
         let channel = field(0);
         match &statement.account {
             None => statement.account = Some((channel.to_string(), line)),
-            Some((c, _)) if c != channel => return err(line, format!("channel {channel:?} differs from {c:?} on earlier lines")),
+            Some((c, _)) if c != channel => {
+                return err(
+                    line,
+                    format!("channel {channel:?} differs from {c:?} on earlier lines"),
+                );
+            }
             Some(_) => {}
         }
         let reference = field(1);
         if reference.is_empty() {
             return err(line, "channel_reference is empty");
         }
-        let direction = Direction::parse(field(2))
-            .ok_or_else(|| StatementError { line, reason: format!("direction {:?} must be CRDT or DBIT", field(2)) })?;
+        let direction = Direction::parse(field(2)).ok_or_else(|| StatementError {
+            line,
+            reason: format!("direction {:?} must be CRDT or DBIT", field(2)),
+        })?;
         let currency: Currency =
-            field(4).parse().map_err(|e: payplane_core::currency::UnknownCurrency| StatementError { line, reason: e.to_string() })?;
+            field(4)
+                .parse()
+                .map_err(|e: payplane_core::currency::UnknownCurrency| StatementError {
+                    line,
+                    reason: e.to_string(),
+                })?;
         let amount = money::parse(currency, field(3)).map_err(|reason| StatementError { line, reason })?;
-        let booked_at = if field(5).is_empty() { None } else { Some(parse_ts(line, field(5))?) };
-        statement.lines.push(StatementLine { line, channel_reference: reference.to_string(), direction, amount, currency, booked_at });
+        let booked_at = if field(5).is_empty() {
+            None
+        } else {
+            Some(parse_ts(line, field(5))?)
+        };
+        statement.lines.push(StatementLine {
+            line,
+            channel_reference: reference.to_string(),
+            direction,
+            amount,
+            currency,
+            booked_at,
+        });
     }
     if first {
         return err(1, "empty document: expected the header line");
@@ -277,7 +343,9 @@ pub fn parse_csv(doc: &[u8]) -> Result<Statement, StatementError> {
 fn csv_reason(e: &csv::Error) -> String {
     match e.kind() {
         csv::ErrorKind::Utf8 { .. } => "invalid UTF-8".into(),
-        csv::ErrorKind::UnequalLengths { expected_len, len, .. } => format!("expected {expected_len} fields, got {len}"),
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => format!("expected {expected_len} fields, got {len}"),
         _ => e.to_string(),
     }
 }
@@ -340,9 +408,23 @@ pub fn parse_camt053(doc: &[u8]) -> Result<Statement, StatementError> {
             Event::Empty(start) => {
                 open(&start, &mut stack, line, &mut entry, &mut stmt_count)?;
                 text.clear();
-                close(&mut stack, &text, line, &mut statement, &mut entry, &mut declared_entries)?;
+                close(
+                    &mut stack,
+                    &text,
+                    line,
+                    &mut statement,
+                    &mut entry,
+                    &mut declared_entries,
+                )?;
             }
-            Event::End(_) => close(&mut stack, &text, line, &mut statement, &mut entry, &mut declared_entries)?,
+            Event::End(_) => close(
+                &mut stack,
+                &text,
+                line,
+                &mut statement,
+                &mut entry,
+                &mut declared_entries,
+            )?,
             Event::Text(t) => text.push_str(&t.xml10_content()),
             Event::CData(t) => text.push_str(&t.xml10_content()),
             Event::GeneralRef(r) => match r.resolve_char_ref() {
@@ -360,7 +442,10 @@ pub fn parse_camt053(doc: &[u8]) -> Result<Statement, StatementError> {
     }
     let end_line = lines.at(doc.len() as u64);
     if stmt_count == 0 {
-        return err(end_line, "no BkToCstmrStmt/Stmt element: not a camt.053 statement");
+        return err(
+            end_line,
+            "no BkToCstmrStmt/Stmt element: not a camt.053 statement",
+        );
     }
     if statement.account.is_none() {
         return err(end_line, "Stmt/Acct/Id/Othr/Id (the channel) is missing");
@@ -368,10 +453,16 @@ pub fn parse_camt053(doc: &[u8]) -> Result<Statement, StatementError> {
     if statement.currency.is_none() {
         return err(end_line, "Stmt/Acct/Ccy is missing");
     }
-    if let Some((n, line)) = declared_entries {
-        if n.parse::<usize>().ok() != Some(statement.lines.len()) {
-            return err(line, format!("NbOfNtries says {n} but the statement has {} entries", statement.lines.len()));
-        }
+    if let Some((n, line)) = declared_entries
+        && n.parse::<usize>().ok() != Some(statement.lines.len())
+    {
+        return err(
+            line,
+            format!(
+                "NbOfNtries says {n} but the statement has {} entries",
+                statement.lines.len()
+            ),
+        );
     }
     Ok(statement)
 }
@@ -392,9 +483,19 @@ fn open(
                 return err(line, format!("namespace {ns:?} is not camt.053"));
             }
         }
-        (0, other) => return err(line, format!("root element is {other:?}, expected Document (camt.053)")),
+        (0, other) => {
+            return err(
+                line,
+                format!("root element is {other:?}, expected Document (camt.053)"),
+            );
+        }
         (1, "BkToCstmrStmt") => {}
-        (1, other) => return err(line, format!("Document contains {other:?}, expected BkToCstmrStmt (camt.053)")),
+        (1, other) => {
+            return err(
+                line,
+                format!("Document contains {other:?}, expected BkToCstmrStmt (camt.053)"),
+            );
+        }
         (2, "Stmt") => {
             *stmt_count += 1;
             if *stmt_count > 1 {
@@ -404,7 +505,10 @@ fn open(
         _ => {}
     }
     if is(stack, &["Stmt"]) && name == "Ntry" {
-        *entry = Some(PartialEntry { line, ..Default::default() });
+        *entry = Some(PartialEntry {
+            line,
+            ..Default::default()
+        });
     }
     if is(stack, &["Stmt", "Ntry"]) && name == "Amt" {
         let ccy = attr(start, "Ccy", line)?;
@@ -446,7 +550,9 @@ fn close(
     if is(stack, &["Stmt", "Acct", "Id", "Othr", "Id"]) {
         statement.account = Some((value, line));
     } else if is(stack, &["Stmt", "Acct", "Ccy"]) {
-        let ccy = value.parse().or_else(|e: payplane_core::currency::UnknownCurrency| err(line, e.to_string()))?;
+        let ccy = value
+            .parse()
+            .or_else(|e: payplane_core::currency::UnknownCurrency| err(line, e.to_string()))?;
         statement.currency = Some((ccy, line));
     } else if is(stack, &["Stmt", "TxsSummry", "TtlNtries", "NbOfNtries"]) {
         *declared_entries = Some((value, line));
@@ -457,11 +563,16 @@ fn close(
             }
         } else if is(stack, &["Stmt", "Ntry", "CdtDbtInd"]) {
             e.direction = Some((value, line));
-        } else if is(stack, &["Stmt", "Ntry", "Sts", "Cd"]) || (is(stack, &["Stmt", "Ntry", "Sts"]) && !value.is_empty()) {
+        } else if is(stack, &["Stmt", "Ntry", "Sts", "Cd"])
+            || (is(stack, &["Stmt", "Ntry", "Sts"]) && !value.is_empty())
+        {
             e.status = Some((value, line));
         } else if is(stack, &["Stmt", "Ntry", "BookgDt", "DtTm"]) {
             e.booked_at = Some((value, line));
-        } else if is(stack, &["Stmt", "Ntry", "NtryDtls", "TxDtls", "Refs", "AcctSvcrRef"]) {
+        } else if is(
+            stack,
+            &["Stmt", "Ntry", "NtryDtls", "TxDtls", "Refs", "AcctSvcrRef"],
+        ) {
             e.reference = Some(value);
         } else if is(stack, &["Stmt", "Ntry"]) {
             let done = entry.take().unwrap_or_default();
@@ -473,27 +584,52 @@ fn close(
 }
 
 fn finish_entry(e: PartialEntry) -> Result<StatementLine, StatementError> {
-    let Some((amount, ccy, amount_line)) = e.amount else { return err(e.line, "entry has no Amt") };
-    let Some(ccy) = ccy else { return err(amount_line, "Amt has no Ccy attribute") };
-    let currency: Currency = ccy.parse().or_else(|e: payplane_core::currency::UnknownCurrency| err(amount_line, e.to_string()))?;
+    let Some((amount, ccy, amount_line)) = e.amount else {
+        return err(e.line, "entry has no Amt");
+    };
+    let Some(ccy) = ccy else {
+        return err(amount_line, "Amt has no Ccy attribute");
+    };
+    let currency: Currency = ccy
+        .parse()
+        .or_else(|e: payplane_core::currency::UnknownCurrency| err(amount_line, e.to_string()))?;
     let amount = money::parse(currency, &amount).or_else(|reason| err(amount_line, reason))?;
-    let Some((direction, dir_line)) = e.direction else { return err(e.line, "entry has no CdtDbtInd") };
-    let direction = Direction::parse(&direction)
-        .ok_or_else(|| StatementError { line: dir_line, reason: format!("CdtDbtInd {direction:?} must be CRDT or DBIT") })?;
+    let Some((direction, dir_line)) = e.direction else {
+        return err(e.line, "entry has no CdtDbtInd");
+    };
+    let direction = Direction::parse(&direction).ok_or_else(|| StatementError {
+        line: dir_line,
+        reason: format!("CdtDbtInd {direction:?} must be CRDT or DBIT"),
+    })?;
     if let Some((status, line)) = e.status
         && status != "BOOK"
     {
-        return err(line, format!("entry status {status:?}: a statement carries booked entries (BOOK) only"));
+        return err(
+            line,
+            format!("entry status {status:?}: a statement carries booked entries (BOOK) only"),
+        );
     }
     let reference = match e.reference {
         Some(r) if !r.is_empty() => r,
-        _ => return err(e.line, "entry has no NtryDtls/TxDtls/Refs/AcctSvcrRef (the channel reference)"),
+        _ => {
+            return err(
+                e.line,
+                "entry has no NtryDtls/TxDtls/Refs/AcctSvcrRef (the channel reference)",
+            );
+        }
     };
     let booked_at = match e.booked_at {
         Some((t, line)) => Some(parse_ts(line, &t)?),
         None => None,
     };
-    Ok(StatementLine { line: e.line, channel_reference: reference, direction, amount, currency, booked_at })
+    Ok(StatementLine {
+        line: e.line,
+        channel_reference: reference,
+        direction,
+        amount,
+        currency,
+        booked_at,
+    })
 }
 
 #[cfg(test)]
@@ -517,8 +653,18 @@ mod tests {
 
     fn entries() -> Vec<StatementEntry> {
         vec![
-            StatementEntry { channel_reference: "R-1".into(), direction: Direction::Credit, amount: 1234, booked_at: t("2026-11-22T01:00:00Z") },
-            StatementEntry { channel_reference: "R<&>2".into(), direction: Direction::Debit, amount: 5, booked_at: t("2026-11-22T02:00:00Z") },
+            StatementEntry {
+                channel_reference: "R-1".into(),
+                direction: Direction::Credit,
+                amount: 1234,
+                booked_at: t("2026-11-22T01:00:00Z"),
+            },
+            StatementEntry {
+                channel_reference: "R<&>2".into(),
+                direction: Direction::Debit,
+                amount: 5,
+                booked_at: t("2026-11-22T02:00:00Z"),
+            },
         ]
     }
 
@@ -538,7 +684,12 @@ mod tests {
         let e = s.check_for("unionpay", "USD".parse().unwrap()).unwrap_err();
         let ccy_line = text.lines().position(|l| l.contains("<Ccy>")).unwrap() as u32 + 1;
         assert_eq!(e.line, ccy_line, "{e}");
-        assert!(s.check_for("netsunion", "CNY".parse().unwrap()).unwrap_err().reason.contains("netsunion"));
+        assert!(
+            s.check_for("netsunion", "CNY".parse().unwrap())
+                .unwrap_err()
+                .reason
+                .contains("netsunion")
+        );
     }
 
     #[test]
@@ -571,15 +722,43 @@ mod tests {
         assert_eq!(e.line, amt as u32 + 1);
         assert!(e.reason.contains("decimal places"), "{e}");
         // Wrong direction, missing reference, wrong root, not a statement at all, pending entry.
-        assert!(xml_error(&good.replacen("CRDT", "CRED", 1)).reason.contains("CRDT or DBIT"));
-        assert!(xml_error(&good.replacen("<AcctSvcrRef>R-1</AcctSvcrRef>", "", 1)).reason.contains("AcctSvcrRef"));
+        assert!(
+            xml_error(&good.replacen("CRDT", "CRED", 1))
+                .reason
+                .contains("CRDT or DBIT")
+        );
+        assert!(
+            xml_error(&good.replacen("<AcctSvcrRef>R-1</AcctSvcrRef>", "", 1))
+                .reason
+                .contains("AcctSvcrRef")
+        );
         assert!(xml_error("<Foo/>").reason.contains("root element"));
         assert!(xml_error("not xml at all").reason.contains("no BkToCstmrStmt"));
-        assert!(xml_error(&good.replacen("<Cd>BOOK</Cd>", "<Cd>PDNG</Cd>", 1)).reason.contains("PDNG"));
-        assert!(xml_error(&good.replacen("<NbOfNtries>2<", "<NbOfNtries>3<", 1)).reason.contains("NbOfNtries"));
-        assert!(xml_error(&good.replacen("camt.053.001.08", "pacs.009.001.08", 1)).reason.contains("namespace"));
-        assert!(xml_error(&good.replacen("R-1", "&bogus;", 1)).reason.contains("unknown entity"));
-        assert!(xml_error(&good.replacen("Ccy=\"CNY\">12.34", "Ccy=\"XXX\">12.34", 1)).reason.contains("unsupported currency"));
+        assert!(
+            xml_error(&good.replacen("<Cd>BOOK</Cd>", "<Cd>PDNG</Cd>", 1))
+                .reason
+                .contains("PDNG")
+        );
+        assert!(
+            xml_error(&good.replacen("<NbOfNtries>2<", "<NbOfNtries>3<", 1))
+                .reason
+                .contains("NbOfNtries")
+        );
+        assert!(
+            xml_error(&good.replacen("camt.053.001.08", "pacs.009.001.08", 1))
+                .reason
+                .contains("namespace")
+        );
+        assert!(
+            xml_error(&good.replacen("R-1", "&bogus;", 1))
+                .reason
+                .contains("unknown entity")
+        );
+        assert!(
+            xml_error(&good.replacen("Ccy=\"CNY\">12.34", "Ccy=\"XXX\">12.34", 1))
+                .reason
+                .contains("unsupported currency")
+        );
     }
 
     #[test]

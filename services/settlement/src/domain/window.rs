@@ -76,15 +76,22 @@ impl Calendar {
     /// `zone` e.g. `Asia/Shanghai`; `default` e.g. `23:00/T+1`; `channels` e.g.
     /// `unionpay=23:00/T+1,netsunion=22:30` (empty for none).
     pub fn parse(zone: &str, default: &str, channels: &str) -> Result<Self, String> {
-        let zone: Tz = zone.parse().map_err(|_| format!("unknown time zone {zone:?}: expected an IANA name such as Asia/Shanghai"))?;
+        let zone: Tz = zone.parse().map_err(|_| {
+            format!("unknown time zone {zone:?}: expected an IANA name such as Asia/Shanghai")
+        })?;
         let default: CutOff = default.parse()?;
         let mut map = BTreeMap::new();
         for entry in channels.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-            let (channel, cut_off) =
-                entry.split_once('=').ok_or_else(|| format!("{entry:?}: expected channel=HH:MM[/T+N]"))?;
+            let (channel, cut_off) = entry
+                .split_once('=')
+                .ok_or_else(|| format!("{entry:?}: expected channel=HH:MM[/T+N]"))?;
             map.insert(channel.trim().to_string(), cut_off.parse()?);
         }
-        Ok(Self { zone, default, channels: map })
+        Ok(Self {
+            zone,
+            default,
+            channels: map,
+        })
     }
 
     pub fn cut_off(&self, channel: &str) -> CutOff {
@@ -94,7 +101,11 @@ impl Calendar {
     /// The instant business date `date` of `channel` ends.
     pub fn cut_off_instant(&self, channel: &str, date: NaiveDate) -> DateTime<Utc> {
         let cut = self.cut_off(channel);
-        let (day, time) = if cut.time == NaiveTime::MIN { (next_day(date), cut.time) } else { (date, cut.time) };
+        let (day, time) = if cut.time == NaiveTime::MIN {
+            (next_day(date), cut.time)
+        } else {
+            (date, cut.time)
+        };
         resolve_local(self.zone, day, time)
     }
 
@@ -122,7 +133,9 @@ impl Calendar {
             business_date,
             opens_at: self.cut_off_instant(channel, prev_day(business_date)),
             cut_off_at: self.cut_off_instant(channel, business_date),
-            value_date: business_date.checked_add_days(Days::new(u64::from(lag))).unwrap_or(business_date),
+            value_date: business_date
+                .checked_add_days(Days::new(u64::from(lag)))
+                .unwrap_or(business_date),
         }
     }
 }
@@ -136,10 +149,15 @@ pub fn window_id(channel: &str, currency: Currency, business_date: NaiveDate) ->
 pub fn parse_window_id(id: &str) -> Result<(String, Currency, NaiveDate), String> {
     let mut parts = id.rsplitn(3, ':');
     let (Some(date), Some(currency), Some(channel)) = (parts.next(), parts.next(), parts.next()) else {
-        return Err(format!("{id:?} is not a window id such as unionpay:CNY:2026-11-22"));
+        return Err(format!(
+            "{id:?} is not a window id such as unionpay:CNY:2026-11-22"
+        ));
     };
-    let date = NaiveDate::parse_from_str(date, "%Y-%m-%d").map_err(|_| format!("{id:?}: bad business date {date:?}"))?;
-    let currency: Currency = currency.parse().map_err(|e: payplane_core::currency::UnknownCurrency| e.to_string())?;
+    let date = NaiveDate::parse_from_str(date, "%Y-%m-%d")
+        .map_err(|_| format!("{id:?}: bad business date {date:?}"))?;
+    let currency: Currency = currency
+        .parse()
+        .map_err(|e: payplane_core::currency::UnknownCurrency| e.to_string())?;
     if channel.is_empty() {
         return Err(format!("{id:?}: channel is empty"));
     }
@@ -197,9 +215,17 @@ mod tests {
         assert_eq!(w.opens_at, utc("2026-11-20T15:00:00Z"));
         assert_eq!(w.value_date, d("2026-11-22"));
         // Exactly 23:00 local → the 22nd (cut-off is exclusive).
-        assert_eq!(cal.assign("unionpay", cny(), utc("2026-11-21T15:00:00Z")).business_date, d("2026-11-22"));
+        assert_eq!(
+            cal.assign("unionpay", cny(), utc("2026-11-21T15:00:00Z"))
+                .business_date,
+            d("2026-11-22")
+        );
         // 01:00 local on the 22nd is 17:00 UTC on the 21st: the UTC day is not the business day.
-        assert_eq!(cal.assign("unionpay", cny(), utc("2026-11-21T17:00:00Z")).business_date, d("2026-11-22"));
+        assert_eq!(
+            cal.assign("unionpay", cny(), utc("2026-11-21T17:00:00Z"))
+                .business_date,
+            d("2026-11-22")
+        );
         // Another channel uses the default midnight cut-off, T+0.
         let w = cal.assign("netsunion", cny(), utc("2026-11-21T15:30:00Z"));
         assert_eq!(w.window_id, "netsunion:CNY:2026-11-21");
@@ -210,10 +236,19 @@ mod tests {
     #[test]
     fn midnight_cut_off_follows_the_local_day_boundary() {
         let cal = Calendar::parse("Asia/Shanghai", "00:00", "").unwrap();
-        assert_eq!(cal.assign("c", cny(), utc("2026-11-21T15:59:59Z")).business_date, d("2026-11-21"));
-        assert_eq!(cal.assign("c", cny(), utc("2026-11-21T16:00:00Z")).business_date, d("2026-11-22"));
+        assert_eq!(
+            cal.assign("c", cny(), utc("2026-11-21T15:59:59Z")).business_date,
+            d("2026-11-21")
+        );
+        assert_eq!(
+            cal.assign("c", cny(), utc("2026-11-21T16:00:00Z")).business_date,
+            d("2026-11-22")
+        );
         // Year boundary.
-        assert_eq!(cal.assign("c", cny(), utc("2026-12-31T16:00:00Z")).window_id, "c:CNY:2027-01-01");
+        assert_eq!(
+            cal.assign("c", cny(), utc("2026-12-31T16:00:00Z")).window_id,
+            "c:CNY:2027-01-01"
+        );
     }
 
     #[test]
@@ -231,9 +266,15 @@ mod tests {
         assert_eq!(w.cut_off_at, utc("2026-10-25T17:00:00Z"));
         assert_eq!((w.cut_off_at - w.opens_at).num_hours(), 25);
         // 16:30 UTC on the 25th is 16:30 GMT: still before the cut-off.
-        assert_eq!(cal.assign("c", cny(), utc("2026-10-25T16:30:00Z")).business_date, d("2026-10-25"));
+        assert_eq!(
+            cal.assign("c", cny(), utc("2026-10-25T16:30:00Z")).business_date,
+            d("2026-10-25")
+        );
         // The same UTC time a day earlier is 17:30 BST: after the cut-off.
-        assert_eq!(cal.assign("c", cny(), utc("2026-10-24T16:30:00Z")).business_date, d("2026-10-25"));
+        assert_eq!(
+            cal.assign("c", cny(), utc("2026-10-24T16:30:00Z")).business_date,
+            d("2026-10-25")
+        );
     }
 
     #[test]
@@ -243,14 +284,23 @@ mod tests {
         let w = cal.window("c", cny(), d("2026-03-08"));
         assert_eq!(w.opens_at, utc("2026-03-07T07:30:00Z")); // 02:30 EST
         assert_eq!(w.cut_off_at, utc("2026-03-08T07:00:00Z")); // 03:00 EDT, end of the gap
-        assert_eq!(cal.assign("c", cny(), utc("2026-03-08T06:59:59Z")).business_date, d("2026-03-08"));
-        assert_eq!(cal.assign("c", cny(), utc("2026-03-08T07:00:00Z")).business_date, d("2026-03-09"));
+        assert_eq!(
+            cal.assign("c", cny(), utc("2026-03-08T06:59:59Z")).business_date,
+            d("2026-03-08")
+        );
+        assert_eq!(
+            cal.assign("c", cny(), utc("2026-03-08T07:00:00Z")).business_date,
+            d("2026-03-09")
+        );
         // Autumn: 01:30 happens twice on 2026-11-01; the first (EDT, 05:30 UTC) is the cut-off.
         let cal = Calendar::parse("America/New_York", "01:30", "").unwrap();
         let w = cal.window("c", cny(), d("2026-11-01"));
         assert_eq!(w.cut_off_at, utc("2026-11-01T05:30:00Z"));
         // 01:15 EST (the second 01:15, 06:15 UTC) is after the cut-off instant: next day.
-        assert_eq!(cal.assign("c", cny(), utc("2026-11-01T06:15:00Z")).business_date, d("2026-11-02"));
+        assert_eq!(
+            cal.assign("c", cny(), utc("2026-11-01T06:15:00Z")).business_date,
+            d("2026-11-02")
+        );
     }
 
     #[test]
@@ -262,7 +312,10 @@ mod tests {
         let cal = Calendar::parse("UTC", "23:00/T+1", " a=22:00 , b=01:00/T+2").unwrap();
         assert_eq!(cal.cut_off("b").to_string(), "01:00/T+2");
         assert_eq!(cal.cut_off("zzz").to_string(), "23:00/T+1");
-        assert_eq!(parse_window_id("bank:direct:CNY:2026-11-22").unwrap().0, "bank:direct");
+        assert_eq!(
+            parse_window_id("bank:direct:CNY:2026-11-22").unwrap().0,
+            "bank:direct"
+        );
         assert_eq!(parse_window_id("u:CNY:2026-11-22").unwrap().2, d("2026-11-22"));
         assert!(parse_window_id("u:XXX:2026-11-22").is_err());
         assert!(parse_window_id("u:CNY:2026-13-22").is_err());

@@ -49,7 +49,9 @@ pub struct WindowRow {
 
 impl WindowRow {
     pub fn currency(&self) -> Result<Currency> {
-        self.currency.parse().map_err(|e| Error::Internal(format!("stored window currency: {e}")))
+        self.currency
+            .parse()
+            .map_err(|e| Error::Internal(format!("stored window currency: {e}")))
     }
 }
 
@@ -71,13 +73,16 @@ struct ItemRow {
     window_id: String,
 }
 
-const ITEM_COLUMNS: &str =
-    "item_id, kind, payment_id, channel_id, merchant_id, currency, amount, fee, channel_reference, cleared_at, window_id";
+const ITEM_COLUMNS: &str = "item_id, kind, payment_id, channel_id, merchant_id, currency, amount, fee, channel_reference, cleared_at, window_id";
 
 impl ItemRow {
     fn into_item(self) -> Result<(Item, String)> {
-        let kind = ItemKind::from_code(self.kind).ok_or_else(|| Error::Internal(format!("stored item kind {}", self.kind)))?;
-        let currency = self.currency.parse().map_err(|e| Error::Internal(format!("stored item currency: {e}")))?;
+        let kind = ItemKind::from_code(self.kind)
+            .ok_or_else(|| Error::Internal(format!("stored item kind {}", self.kind)))?;
+        let currency = self
+            .currency
+            .parse()
+            .map_err(|e| Error::Internal(format!("stored item currency: {e}")))?;
         Ok((
             Item {
                 item_id: self.item_id,
@@ -137,10 +142,12 @@ impl Store {
     }
 
     pub async fn find_item(&self, item_id: Uuid) -> Result<Option<(Item, String)>> {
-        let row: Option<ItemRow> = sqlx::query_as(AssertSqlSafe(format!("SELECT {ITEM_COLUMNS} FROM settlement_items WHERE item_id = $1")))
-            .bind(item_id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row: Option<ItemRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {ITEM_COLUMNS} FROM settlement_items WHERE item_id = $1"
+        )))
+        .bind(item_id)
+        .fetch_optional(&self.pool)
+        .await?;
         row.map(ItemRow::into_item).transpose()
     }
 
@@ -160,10 +167,11 @@ impl Store {
         .bind(spec.value_date)
         .execute(&mut *tx)
         .await?;
-        let (st,): (i16,) = sqlx::query_as("SELECT state FROM settlement_windows WHERE window_id = $1 FOR KEY SHARE")
-            .bind(&spec.window_id)
-            .fetch_one(&mut *tx)
-            .await?;
+        let (st,): (i16,) =
+            sqlx::query_as("SELECT state FROM settlement_windows WHERE window_id = $1 FOR KEY SHARE")
+                .bind(&spec.window_id)
+                .fetch_one(&mut *tx)
+                .await?;
         if st != state::OPEN {
             tx.commit().await?;
             return Ok(Recorded::WindowClosed);
@@ -188,22 +196,30 @@ impl Store {
         .await?
         .rows_affected();
         tx.commit().await?;
-        Ok(if inserted == 1 { Recorded::Inserted } else { Recorded::Exists })
+        Ok(if inserted == 1 {
+            Recorded::Inserted
+        } else {
+            Recorded::Exists
+        })
     }
 
     pub async fn window(&self, window_id: &str) -> Result<Option<WindowRow>> {
-        Ok(sqlx::query_as(AssertSqlSafe(format!("SELECT {WINDOW_COLUMNS} FROM settlement_windows WHERE window_id = $1")))
-            .bind(window_id)
-            .fetch_optional(&self.pool)
-            .await?)
+        Ok(sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {WINDOW_COLUMNS} FROM settlement_windows WHERE window_id = $1"
+        )))
+        .bind(window_id)
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
     /// Locks the window for closing.
     pub async fn window_for_update(conn: &mut PgConnection, window_id: &str) -> Result<Option<WindowRow>> {
-        Ok(sqlx::query_as(AssertSqlSafe(format!("SELECT {WINDOW_COLUMNS} FROM settlement_windows WHERE window_id = $1 FOR UPDATE")))
-            .bind(window_id)
-            .fetch_optional(conn)
-            .await?)
+        Ok(sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {WINDOW_COLUMNS} FROM settlement_windows WHERE window_id = $1 FOR UPDATE"
+        )))
+        .bind(window_id)
+        .fetch_optional(conn)
+        .await?)
     }
 
     /// (items, gross payments, gross refunds, fees) of an open window, from its items.
@@ -287,7 +303,13 @@ impl Store {
         for (merchant, payments, payment_count, refunds, refund_count, fees) in rows {
             totals.merchants.insert(
                 merchant,
-                MerchantTotals { payments, payment_count: payment_count as u64, refunds, refund_count: refund_count as u64, fees },
+                MerchantTotals {
+                    payments,
+                    payment_count: payment_count as u64,
+                    refunds,
+                    refund_count: refund_count as u64,
+                    fees,
+                },
             );
         }
         Ok(totals)
@@ -324,13 +346,15 @@ impl Store {
         .execute(&mut *conn)
         .await?;
         for (kind, body) in [("pacs009", r.pacs009), ("csv", r.csv)] {
-            sqlx::query("INSERT INTO settlement_documents (window_id, kind, body, sha256) VALUES ($1, $2, $3, $4)")
-                .bind(window_id)
-                .bind(kind)
-                .bind(body)
-                .bind(crate::domain::instructions::sha256_hex(body))
-                .execute(&mut *conn)
-                .await?;
+            sqlx::query(
+                "INSERT INTO settlement_documents (window_id, kind, body, sha256) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(window_id)
+            .bind(kind)
+            .bind(body)
+            .bind(crate::domain::instructions::sha256_hex(body))
+            .execute(&mut *conn)
+            .await?;
         }
         let seq: Vec<i32> = r.postings.iter().map(|p| p.seq).collect();
         let ids: Vec<Uuid> = r.postings.iter().map(|p| p.transfer_id).collect();
@@ -376,10 +400,19 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let locked = Self::window_for_update(&mut tx, window_id).await?;
         if locked.map(|w| w.state) != Some(state::CLOSED) {
-            return Err(Error::Internal(format!("window {window_id} was not CLOSED when reopening")));
+            return Err(Error::Internal(format!(
+                "window {window_id} was not CLOSED when reopening"
+            )));
         }
-        for table in ["settlement_positions", "settlement_documents", "settlement_postings"] {
-            sqlx::query(AssertSqlSafe(format!("DELETE FROM {table} WHERE window_id = $1"))).bind(window_id).execute(&mut *tx).await?;
+        for table in [
+            "settlement_positions",
+            "settlement_documents",
+            "settlement_postings",
+        ] {
+            sqlx::query(AssertSqlSafe(format!("DELETE FROM {table} WHERE window_id = $1")))
+                .bind(window_id)
+                .execute(&mut *tx)
+                .await?;
         }
         sqlx::query(
             "UPDATE settlement_windows SET state = 1, closed_at = NULL, item_count = NULL, gross_payments = NULL, \
@@ -400,34 +433,58 @@ impl Store {
         .bind(window_id)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.into_iter().map(|(participant_id, receivable, payable, net)| Position { participant_id, receivable, payable, net }).collect())
+        Ok(rows
+            .into_iter()
+            .map(|(participant_id, receivable, payable, net)| Position {
+                participant_id,
+                receivable,
+                payable,
+                net,
+            })
+            .collect())
     }
 
     pub async fn document(&self, window_id: &str, kind: &str) -> Result<Option<(Vec<u8>, String)>> {
-        Ok(sqlx::query_as("SELECT body, sha256 FROM settlement_documents WHERE window_id = $1 AND kind = $2")
+        Ok(
+            sqlx::query_as(
+                "SELECT body, sha256 FROM settlement_documents WHERE window_id = $1 AND kind = $2",
+            )
             .bind(window_id)
             .bind(kind)
             .fetch_optional(&self.pool)
-            .await?)
+            .await?,
+        )
     }
 
     /// What reconciliation needs of every item of a window.
     pub async fn reconciliation_items(&self, window_id: &str) -> Result<Vec<OurItem>> {
-        let rows: Vec<(Uuid, String, i16, i64)> =
-            sqlx::query_as("SELECT item_id, channel_reference, kind, amount FROM settlement_items WHERE window_id = $1")
-                .bind(window_id)
-                .fetch_all(&self.pool)
-                .await?;
+        let rows: Vec<(Uuid, String, i16, i64)> = sqlx::query_as(
+            "SELECT item_id, channel_reference, kind, amount FROM settlement_items WHERE window_id = $1",
+        )
+        .bind(window_id)
+        .fetch_all(&self.pool)
+        .await?;
         rows.into_iter()
             .map(|(item_id, channel_reference, kind, amount)| {
-                let kind = ItemKind::from_code(kind).ok_or_else(|| Error::Internal(format!("stored item kind {kind}")))?;
-                Ok(OurItem { item_id, channel_reference, kind, amount })
+                let kind = ItemKind::from_code(kind)
+                    .ok_or_else(|| Error::Internal(format!("stored item kind {kind}")))?;
+                Ok(OurItem {
+                    item_id,
+                    channel_reference,
+                    kind,
+                    amount,
+                })
             })
             .collect()
     }
 
     /// Stores the report (replacing an earlier one) and marks a settled window reconciled.
-    pub async fn store_reconciliation(&self, window_id: &str, statement_sha256: &str, report_json: &[u8]) -> Result<()> {
+    pub async fn store_reconciliation(
+        &self,
+        window_id: &str,
+        statement_sha256: &str,
+        report_json: &[u8],
+    ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO settlement_reconciliations (window_id, statement_sha256, report_json) VALUES ($1, $2, $3) \
@@ -447,10 +504,11 @@ impl Store {
     }
 
     pub async fn reconciliation(&self, window_id: &str) -> Result<Option<Vec<u8>>> {
-        let row: Option<(Vec<u8>,)> = sqlx::query_as("SELECT report_json FROM settlement_reconciliations WHERE window_id = $1")
-            .bind(window_id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row: Option<(Vec<u8>,)> =
+            sqlx::query_as("SELECT report_json FROM settlement_reconciliations WHERE window_id = $1")
+                .bind(window_id)
+                .fetch_optional(&self.pool)
+                .await?;
         Ok(row.map(|r| r.0))
     }
 }

@@ -4,7 +4,9 @@
 use chrono::{DateTime, Utc};
 use payplane_proto::{
     common::v1::Money,
-    settlement::v1::{ClearedItem, ItemKind, RecordClearedRequest, settlement_service_client::SettlementServiceClient},
+    settlement::v1::{
+        ClearedItem, ItemKind, RecordClearedRequest, settlement_service_client::SettlementServiceClient,
+    },
 };
 use payplane_testkit::{ServiceProcess, TestDatabase};
 use tonic::transport::Channel;
@@ -55,7 +57,10 @@ pub fn t(s: &str) -> DateTime<Utc> {
 }
 
 pub fn money(minor_units: i64, currency: &str) -> Option<Money> {
-    Some(Money { minor_units, currency: currency.into() })
+    Some(Money {
+        minor_units,
+        currency: currency.into(),
+    })
 }
 
 /// A payment item with ids derived from `n`, so that the same `n` is the same item.
@@ -92,10 +97,20 @@ pub fn refund(n: u128, channel: &str, merchant: &str, amount: i64, at: &str) -> 
 }
 
 pub fn ts(t: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp { seconds: t.timestamp(), nanos: t.timestamp_subsec_nanos() as i32 }
+    prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: t.timestamp_subsec_nanos() as i32,
+    }
 }
 
 /// Records `item` and returns the window it went to.
 pub async fn record(client: &mut Client, item: ClearedItem) -> String {
-    client.record_cleared(RecordClearedRequest { item: Some(item) }).await.expect("record").into_inner().item.unwrap().window_id
+    client
+        .record_cleared(RecordClearedRequest { item: Some(item) })
+        .await
+        .expect("record")
+        .into_inner()
+        .item
+        .unwrap()
+        .window_id
 }
