@@ -97,6 +97,8 @@ pub struct Report {
     pub moved_90_after_s: Option<u64>,
     /// Seconds after the recovery until A was readmitted.
     pub readmitted_after_s: Option<f64>,
+    /// Readmissions of A while it was still browned out (lucky probe batches).
+    pub readmitted_during_brownout: u32,
     /// A's share over the last 30 s of the run.
     pub a_share_end: f64,
 }
@@ -133,7 +135,8 @@ pub fn run(scenario: &Scenario) -> Report {
             }
             pending.pop_front();
             let change = engine.record(channel, Some(Method::DebitCard), Some("CNY"), success, due);
-            if channel == a && due >= start_ms + brownout_ms {
+            // Outcomes of decisions made during the brownout (not those still arriving from before).
+            if channel == a && due >= start_ms + brownout_ms + scenario.feedback_delay_ms {
                 outcomes_on_a_since_brownout += 1;
             }
             if channel == a {
@@ -143,6 +146,9 @@ pub fn run(scenario: &Scenario) -> Report {
                     {
                         report.elimination_attempts = Some(attempts_on_a_since_brownout);
                         report.elimination_after_s = Some((t - brownout_ms) as f64 / 1000.0);
+                    }
+                    Some(StateChange::Readmitted { .. }) if t >= brownout_ms && t < recovery_ms => {
+                        report.readmitted_during_brownout += 1;
                     }
                     Some(StateChange::Readmitted { .. })
                         if t >= recovery_ms && report.readmitted_after_s.is_none() =>

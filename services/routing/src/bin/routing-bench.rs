@@ -406,6 +406,7 @@ fn brownout(seeds: u64) {
     let mut worst_eliminate = 0;
     let mut worst_moved = f64::MAX;
     let mut worst_explore: f64 = 0.0;
+    let mut false_readmissions = 0;
     for seed in 1..=seeds {
         let r = run(&Scenario { seed, ..base.clone() });
         let detect = r.detection_outcomes.unwrap_or(0);
@@ -414,8 +415,10 @@ fn brownout(seeds: u64) {
         worst_eliminate = worst_eliminate.max(eliminate);
         worst_moved = worst_moved.min(r.moved_away_at_60s);
         worst_explore = worst_explore.max(r.exploration_share());
+        false_readmissions += r.readmitted_during_brownout;
         println!(
             "  {seed:>4}  {detect:>12} / {:>12}  {:>10} {:>10.1}  {:>8.1}%  {:>11}  {:>10}  {:>8.1}% / {:>5.1}%  {:>6.2}%",
+            r.detection_attempts.unwrap_or(0),
             r.elimination_attempts
                 .map_or("never".to_owned(), |a| a.to_string()),
             r.elimination_after_s.unwrap_or(f64::NAN),
@@ -429,7 +432,7 @@ fn brownout(seeds: u64) {
         );
     }
     println!(
-        "  worst: detected within {worst_detect} outcomes on A, eliminated within {worst_eliminate}, {:.1}% of A's traffic moved away at 60 s, exploration {:.2}%",
+        "  worst: detected within {worst_detect} outcomes on A, eliminated within {worst_eliminate}, {:.1}% of A's traffic moved away at 60 s, exploration {:.2}%; readmissions while still browned out: {false_readmissions}",
         worst_moved * 100.0,
         worst_explore * 100.0
     );
