@@ -78,6 +78,8 @@ pub struct Observed {
     pub canary_ready: i32,
     /// `spec.replicas` of the canary Deployment (0 when absent).
     pub canary_replicas: i32,
+    /// The canary Deployment exists and carries the current template (its revision annotation).
+    pub canary_current: bool,
     pub request: Option<Request>,
     pub spec_paused: bool,
 }
@@ -526,7 +528,8 @@ pub fn plan(strategy: &CanaryStrategy, prev: &RolloutStatus, obs: &Observed, dea
         p.st.desired_weight = weight;
         p.st.canary_replicas = desired;
         p.st.weight = share(obs.canary_ready.min(desired), obs.stable_ready);
-        if desired != obs.canary_replicas {
+        // Also when a newer template superseded the canary's: it must get the new template.
+        if desired != obs.canary_replicas || !obs.canary_current {
             p.actions.push(Action::ScaleCanary(desired));
         }
         let started =
@@ -717,6 +720,7 @@ mod tests {
             stable_rolled_out: true,
             canary_ready: 0,
             canary_replicas: 0,
+            canary_current: true,
             request: None,
             spec_paused: false,
         }
@@ -1161,11 +1165,17 @@ mod tests {
             &Observed {
                 canary_ready: 0,
                 canary_replicas: 1,
+                canary_current: false,
                 ..obs("c", 2)
             },
         );
         assert_eq!(reasons(&p), ["RolloutSuperseded", "RolloutStarted"]);
         assert_eq!(p.status.phase, Phase::Progressing, "waits for c's pods");
+        assert_eq!(
+            scales(&p),
+            [1],
+            "the canary gets c's template even at the same size"
+        );
         assert_eq!(p.status.canary_revision.as_deref(), Some("c"));
         assert_eq!(
             p.status.current_step_index,

@@ -199,7 +199,13 @@ async fn publish(ctx: &Context, rollout: &Rollout, type_: EventType, reason: &st
         },
         reason: reason.to_owned(),
         note: Some(note.chars().take(1000).collect()),
-        action: reason.to_owned(),
+        // The Recorder folds events with the same key (reason, action, ...) into one series and
+        // keeps the first note; a note-derived action keeps distinct happenings apart while a true
+        // repeat still counts up in its series.
+        action: format!(
+            "{reason}-{}",
+            &template_hash(&serde_json::Value::String(note.clone()))[..8]
+        ),
         secondary: None,
     };
     if let Err(e) = ctx.recorder.publish(&event, &rollout.object_ref(&())).await {
@@ -269,18 +275,6 @@ async fn apply(rollout: Arc<Rollout>, ctx: &Context) -> Result<Action, Error> {
         );
         return invalid(ctx, &api, &rollout, message).await;
     };
-    // Mark the Deployment so that its changes map back to this Rollout.
-    if deployment.annotations().get("payplane.io/rollout") != Some(&rollout.name_any()) {
-        let body = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": deployment.name_any(),
-            "annotations": {"payplane.io/rollout": rollout.name_any()}}});
-        deployments
-            .patch(
-                &deployment.name_any(),
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(body),
-            )
-            .await?;
-    }
     let dspec = deployment.spec.clone();
     let template_json = serde_json::to_value(&dspec.template).map_err(|e| Error::Invariant(e.to_string()))?;
     let hash = template_hash(&template_json);
@@ -428,6 +422,8 @@ fn observe(
         && st.updated_replicas.unwrap_or(0) == replicas
         && st.replicas.unwrap_or(0) == replicas
         && st.available_replicas.unwrap_or(0) == replicas;
+    let canary_current = canary
+        .is_some_and(|c| c.annotations().get(REVISION_HASH_ANNOTATION).map(String::as_str) == Some(hash));
     let (canary_ready, canary_replicas) = match canary {
         Some(c) => {
             let cs = c.status.clone().unwrap_or_default();
@@ -453,6 +449,7 @@ fn observe(
         stable_rolled_out,
         canary_ready,
         canary_replicas,
+        canary_current,
         request,
         spec_paused,
     }
@@ -564,7 +561,11 @@ async fn execute(
         Step::SaveRevision => save_revision(ctx, rollout, template, hash).await?,
         Step::PauseStable | Step::UnpauseStable => {
             let paused = matches!(action, Step::PauseStable);
-            let body = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name}, "spec": {"paused": paused}});
+            // Everything this manager owns on the Deployment goes in every apply: SSA removes
+            // owned fields that an apply leaves out. The annotation maps its events back here.
+            let body = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": name, "annotations": {"payplane.io/rollout": rollout.name_any()}},
+                "spec": {"paused": paused}});
             deployments
                 .patch(
                     &name,
