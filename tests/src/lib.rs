@@ -1,3 +1,4 @@
-//! Helpers for the platform-level tests: rendering the Helm charts and reading what they render.
+//! Helpers for the platform-level tests: rendering the Helm charts, and driving a real cluster.
 
 pub mod helm;
+pub mod kube;

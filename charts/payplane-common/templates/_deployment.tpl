@@ -15,6 +15,7 @@ spec:
   replicas: {{ .Values.replicaCount }}
   {{- end }}
   revisionHistoryLimit: 5
+  minReadySeconds: {{ .Values.minReadySeconds | default 0 }}
   selector:
     matchLabels:
       {{- include "payplane.selectorLabels" . | nindent 6 }}
@@ -127,12 +128,14 @@ spec:
               port: {{ .Values.service.grpcPort }}
             periodSeconds: 2
             failureThreshold: 2
+          # gRPC health turns NOT_SERVING for the whole shutdown delay and drain: liveness must
+          # not kill a terminating pod before it has drained.
           livenessProbe:
             grpc:
               port: {{ .Values.service.grpcPort }}
             initialDelaySeconds: 10
             periodSeconds: 10
-            failureThreshold: 3
+            failureThreshold: {{ max 3 (add (div (add .Values.shutdownDelaySeconds .Values.drainTimeoutSeconds) 10) 2) }}
           startupProbe:
             grpc:
               port: {{ .Values.service.grpcPort }}
