@@ -228,7 +228,7 @@ async fn progress(live: Live, count: Option<u64>, stop: CancellationToken) {
         ticks += 1;
         if terminal {
             bar.set_message(line);
-        } else if ticks % 20 == 0 {
+        } else if ticks.is_multiple_of(20) {
             eprintln!("load: {} sent, {} done, {line}", live.sent(), s.completed);
         }
     }

@@ -27,15 +27,32 @@ async fn load_engine_drives_the_real_gateway_and_reads_back_final_states() {
     assert_eq!(summary.sent, 300);
     assert_eq!(summary.completed, 300, "every call answered or failed");
     assert_eq!(summary.ok + summary.errors.values().sum::<u64>(), 300);
-    assert!(summary.ok >= 270, "at most 10% errors on a healthy platform: {:?}", summary.errors);
+    assert!(
+        summary.ok >= 270,
+        "at most 10% errors on a healthy platform: {:?}",
+        summary.errors
+    );
     // 300 sends at 100/s take 3 s; far longer means the pacer or the gateway stalled.
-    assert!((2.9..20.0).contains(&summary.elapsed_seconds), "{}", summary.elapsed_seconds);
+    assert!(
+        (2.9..20.0).contains(&summary.elapsed_seconds),
+        "{}",
+        summary.elapsed_seconds
+    );
     let states = summary.final_states.expect("final states read back");
     assert_eq!(states.checked, 100, "a bounded sample of the created payments");
-    assert_eq!(states.succeeded + states.failed + states.pending + states.errors.values().sum::<u64>(), 100);
-    assert_eq!(states.pending, 0, "every payment finished within the settle timeout");
+    assert_eq!(
+        states.succeeded + states.failed + states.pending + states.errors.values().sum::<u64>(),
+        100
+    );
+    assert_eq!(
+        states.pending, 0,
+        "every payment finished within the settle timeout"
+    );
     assert!(states.succeeded > 0);
     let trace = summary.sample_trace_id.expect("a trace id from x-trace-id");
-    assert!(trace.len() == 32 && trace.chars().all(|c| c.is_ascii_hexdigit()), "{trace}");
+    assert!(
+        trace.len() == 32 && trace.chars().all(|c| c.is_ascii_hexdigit()),
+        "{trace}"
+    );
     assert!(summary.latency_ms.p50 > 0.0 && summary.latency_ms.p50 <= summary.latency_ms.p99);
 }

@@ -268,8 +268,11 @@ pub async fn run(
     let elapsed = start.elapsed();
 
     let ids = std::mem::take(&mut shared.created.lock().unwrap_or_else(|p| p.into_inner()).ids);
-    let final_states = (plan.check_states > 0)
-        .then_some(read_final_states(&client, ids, plan.settle_timeout, plan.timeout).await);
+    let final_states = if plan.check_states > 0 {
+        Some(read_final_states(&client, ids, plan.settle_timeout, plan.timeout).await)
+    } else {
+        None
+    };
     let stats = live.snapshot();
     let sample = shared.sample.get().cloned();
     Summary {

@@ -67,7 +67,7 @@ mod tests {
             tokio::time::sleep_until(p.next_due()).await;
             sent += 1;
             // Every 10th send takes 30 ms (six intervals): the following ones must catch up.
-            if sent % 10 == 0 {
+            if sent.is_multiple_of(10) {
                 tokio::time::sleep(Duration::from_millis(30)).await;
             }
         }
