@@ -78,6 +78,12 @@ impl Default for RoutingMetrics {
 
 impl RoutingMetrics {
     pub fn register(&self, registry: &mut Registry) {
+        registry.register_with_unit(
+            "routing_route",
+            "Time in the Route handler (validation, decision, response), without the transport",
+            prometheus_client::registry::Unit::Seconds,
+            self.route_seconds.clone(),
+        );
         registry.register(
             "routing_policy_info",
             "The policy in force (value 1), by content-hash version",

@@ -452,6 +452,10 @@ async fn policy_reloads_live_under_load_without_losing_a_request() {
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse::<u64>().ok());
     assert!(fixed_to_bank.is_some_and(|n| n > 0), "{metrics}");
+    assert!(
+        has("routing_route_seconds_bucket", &["le=\"0.001\""]),
+        "{metrics}"
+    );
 }
 
 #[test]
