@@ -602,7 +602,7 @@ pub fn plan(strategy: &CanaryStrategy, prev: &RolloutStatus, obs: &Observed, dea
                     p.st.phase = Phase::Progressing;
                     return p.done(Some(WAIT_FOR_ANALYSIS));
                 }
-                Some(i) => match { p.st.analysis_runs[i].phase } {
+                Some(i) => match p.st.analysis_runs[i].phase {
                     AnalysisPhase::Successful => true,
                     AnalysisPhase::Inconclusive if resume => {
                         p.request_handled = true;

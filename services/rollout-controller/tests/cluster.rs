@@ -587,7 +587,15 @@ async fn invalid_specs_get_a_condition_naming_the_field_and_an_event() {
         }),
         ..Default::default()
     };
-    let cases: Vec<(&str, &str, Vec<CanaryStep>, Option<AnalysisRef>, &str)> = vec![
+    // (rollout, deployment, steps, background analysis, expected condition text)
+    type Case = (
+        &'static str,
+        &'static str,
+        Vec<CanaryStep>,
+        Option<AnalysisRef>,
+        &'static str,
+    );
+    let cases: Vec<Case> = vec![
         (
             "weights",
             "svc",
