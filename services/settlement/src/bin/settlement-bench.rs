@@ -274,7 +274,10 @@ async fn service(
         calendar: calendar.clone(),
         ledger: None,
     };
-    let server = GrpcServer::new("settlement", &ServerArgs::local("bench")).add_service(
+    // Long calls (closing or reconciling a million items) must not meet the connection-age limit.
+    let mut args = ServerArgs::local("bench");
+    args.max_connection_age = Duration::from_secs(3600);
+    let server = GrpcServer::new("settlement", &args).add_service(
         SettlementServiceServer::new(SettlementApi { service }).max_decoding_message_size(1 << 30),
     );
     let listeners = server.bind().await?;
