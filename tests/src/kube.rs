@@ -21,7 +21,11 @@ pub fn kubectl_bin() -> String {
 pub fn run(program: &str, args: &[&str], stdin: Option<&[u8]>) -> Result<String> {
     let mut child = Command::new(program)
         .args(args)
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

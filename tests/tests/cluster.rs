@@ -3,9 +3,11 @@
 //! every object the chart makes. Needs a cluster: run by `ci/deploy test` (after `ci/cluster up`),
 //! or by hand with `cargo test -p payplane-e2e --test cluster -- --ignored` and KUBECONFIG set.
 
+use std::time::Duration;
+
 use payplane_e2e::{
     helm::charts_dir,
-    kube::{helm_run, kubectl, kubectl_stdin, require_cluster},
+    kube::{helm_run, kubectl, kubectl_stdin, require_cluster, wait_for},
 };
 
 const NAMESPACE: &str = "payplane-dryrun";
@@ -13,7 +15,13 @@ const NAMESPACE: &str = "payplane-dryrun";
 /// `helm template` of the umbrella chart into NAMESPACE with these values.
 fn render(sets: &[&str]) -> String {
     let chart = charts_dir().join("payplane");
-    let mut args = vec!["template", "pp", chart.to_str().unwrap(), "--namespace", NAMESPACE];
+    let mut args = vec![
+        "template",
+        "pp",
+        chart.to_str().unwrap(),
+        "--namespace",
+        NAMESPACE,
+    ];
     for s in sets {
         args.extend(["--set", s]);
     }
@@ -22,15 +30,26 @@ fn render(sets: &[&str]) -> String {
 
 fn with_namespace(f: impl FnOnce()) {
     require_cluster();
-    if kubectl(&["get", "namespace", NAMESPACE]).is_err() {
-        kubectl(&["create", "namespace", NAMESPACE]).expect("create the dry-run namespace");
-    }
+    // A namespace left Terminating by an earlier run refuses new objects: wait it out.
+    wait_for(
+        "the dry-run namespace",
+        Duration::from_secs(120),
+        || match kubectl(&["get", "namespace", NAMESPACE, "-o", "jsonpath={.status.phase}"]) {
+            Ok(phase) if phase == "Active" => Ok(Some(())),
+            Ok(_) => Ok(None),
+            Err(_) => kubectl(&["create", "namespace", NAMESPACE]).map(|_| Some(())),
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e:#}"));
     f();
 }
 
 fn dry_run(manifest: &str) -> Result<String, String> {
-    kubectl_stdin(&["apply", "--dry-run=server", "-n", NAMESPACE, "-f", "-"], manifest.as_bytes())
-        .map_err(|e| format!("{e:#}"))
+    kubectl_stdin(
+        &["apply", "--dry-run=server", "-n", NAMESPACE, "-f", "-"],
+        manifest.as_bytes(),
+    )
+    .map_err(|e| format!("{e:#}"))
 }
 
 #[test]
@@ -38,7 +57,13 @@ fn dry_run(manifest: &str) -> Result<String, String> {
 fn the_rendered_umbrella_chart_passes_the_apiservers_validation() {
     with_namespace(|| {
         for (what, sets) in [
-            ("defaults", vec!["global.database.existingSecret=payplane-db", "global.image.tag=1.8.0"]),
+            (
+                "defaults",
+                vec![
+                    "global.database.existingSecret=payplane-db",
+                    "global.image.tag=1.8.0",
+                ],
+            ),
             (
                 "every option on",
                 vec![
@@ -58,7 +83,12 @@ fn the_rendered_umbrella_chart_passes_the_apiservers_validation() {
             let out = dry_run(&manifest)
                 .unwrap_or_else(|e| panic!("the apiserver rejects the rendered chart ({what}):\n{e}"));
             // Every kind the chart renders was accepted (the output names one line per object).
-            for kind in ["deployment.apps", "service/", "serviceaccount/", "poddisruptionbudget.policy"] {
+            for kind in [
+                "deployment.apps",
+                "service/",
+                "serviceaccount/",
+                "poddisruptionbudget.policy",
+            ] {
                 assert!(out.contains(kind), "no {kind} in the dry run ({what}):\n{out}");
             }
             assert!(out.contains("(server dry run)"), "not a server dry run:\n{out}");
@@ -76,10 +106,19 @@ fn the_rendered_umbrella_chart_passes_the_apiservers_validation() {
 #[ignore = "needs a cluster: ci/deploy test"]
 fn the_server_dry_run_rejects_what_the_apiserver_would() {
     with_namespace(|| {
-        let manifest = render(&["global.database.existingSecret=payplane-db", "global.image.tag=1.8.0"]);
-        assert!(manifest.contains("replicas: 2"), "expected a Deployment with replicas: 2");
+        let manifest = render(&[
+            "global.database.existingSecret=payplane-db",
+            "global.image.tag=1.8.0",
+        ]);
+        assert!(
+            manifest.contains("replicas: 2"),
+            "expected a Deployment with replicas: 2"
+        );
         let broken = manifest.replacen("replicas: 2", "replicas: -2", 1);
         let err = dry_run(&broken).expect_err("the apiserver accepted replicas: -2");
-        assert!(err.contains("spec.replicas"), "the refusal does not name spec.replicas:\n{err}");
+        assert!(
+            err.contains("spec.replicas"),
+            "the refusal does not name spec.replicas:\n{err}"
+        );
     });
 }

@@ -20,7 +20,7 @@ use serde_json::Value;
 
 const RELEASE: &str = "e2e";
 /// Payments per second during the upgrade (open loop: sends do not wait for answers).
-const LOAD_RATE: &str = "25/s";
+const LOAD_RATE: &str = "8/s";
 /// Long enough to cover the upgrade and the longest shutdown delay of an old pod after it.
 const LOAD_SECONDS: u64 = 180;
 const SHUTDOWN_DELAY_SECONDS: u64 = 40;
@@ -108,7 +108,9 @@ fn curl_json(url: &str) -> Result<Value> {
 
 /// The one JSON summary `payplane load --json` printed in a pod's log.
 fn load_summary(log: &str) -> Result<Value> {
-    let start = log.find('{').with_context(|| format!("no JSON summary in the load log:\n{log}"))?;
+    let start = log
+        .find('{')
+        .with_context(|| format!("no JSON summary in the load log:\n{log}"))?;
     let end = log.rfind('}').context("no end of the JSON summary")?;
     serde_json::from_str(&log[start..=end]).with_context(|| format!("bad summary:\n{log}"))
 }
@@ -118,12 +120,32 @@ fn load_summary(log: &str) -> Result<Value> {
 fn assert_no_failed_payment(what: &str, s: &Value) {
     let sent = s["sent"].as_u64().unwrap_or(0);
     assert!(sent > 0, "{what}: no payment sent: {s:#}");
-    assert_eq!(s["errors"], serde_json::json!({}), "{what}: failed CreatePayment calls: {s:#}");
-    assert_eq!(s["ok"].as_u64(), Some(sent), "{what}: not every payment answered: {s:#}");
+    assert_eq!(
+        s["errors"],
+        serde_json::json!({}),
+        "{what}: failed CreatePayment calls: {s:#}"
+    );
+    assert_eq!(
+        s["ok"].as_u64(),
+        Some(sent),
+        "{what}: not every payment answered: {s:#}"
+    );
     let f = &s["final_states"];
-    assert_eq!(f["checked"].as_u64(), Some(sent), "{what}: not every payment read back: {s:#}");
-    assert_eq!(f["pending"].as_u64(), Some(0), "{what}: payments left PENDING: {s:#}");
-    assert_eq!(f["errors"], serde_json::json!({}), "{what}: GetPayment failed: {s:#}");
+    assert_eq!(
+        f["checked"].as_u64(),
+        Some(sent),
+        "{what}: not every payment read back: {s:#}"
+    );
+    assert_eq!(
+        f["pending"].as_u64(),
+        Some(0),
+        "{what}: payments left PENDING: {s:#}"
+    );
+    assert_eq!(
+        f["errors"],
+        serde_json::json!({}),
+        "{what}: GetPayment failed: {s:#}"
+    );
     assert_eq!(
         f["succeeded"].as_u64().unwrap_or(0) + f["failed"].as_u64().unwrap_or(0),
         sent,
@@ -140,23 +162,81 @@ fn install_test_upgrade_under_load_and_uninstall() {
     assert_ne!(env.tag, env.next_tag, "the upgrade needs a different image tag");
     // A leftover of an earlier run would make this an upgrade, not an install.
     let _ = helm_run(&["uninstall", RELEASE, "-n", ns, "--wait"]);
-    let _ = kubectl(&["-n", ns, "delete", "pod", "e2e-load", "--ignore-not-found", "--wait=true"]);
+    let _ = kubectl(&[
+        "-n",
+        ns,
+        "delete",
+        "pod",
+        "e2e-load",
+        "--ignore-not-found",
+        "--wait=true",
+    ]);
+    wait_for(
+        "the pods of an earlier run to finish draining",
+        Duration::from_secs(120),
+        || {
+            let left = env.release_pods()?;
+            Ok(left.is_empty().then_some(()))
+        },
+    )
+    .unwrap();
 
     // 1. Install: every pod Ready.
-    let took = env.install(&env.tag).unwrap_or_else(|e| panic!("install failed: {e:#}"));
-    println!("FIGURE install: helm install --wait took {:.1} s", took.as_secs_f64());
+    let took = env
+        .install(&env.tag)
+        .unwrap_or_else(|e| panic!("install failed: {e:#}"));
+    println!(
+        "FIGURE install: helm install --wait took {:.1} s",
+        took.as_secs_f64()
+    );
     let pods = env.release_pods().unwrap();
-    assert!(pods.len() >= 5, "expected a pod per service, got {}:\n{}", pods.len(), env.pods_table());
+    assert!(
+        pods.len() >= 5,
+        "expected a pod per service, got {}:\n{}",
+        pods.len(),
+        env.pods_table()
+    );
     for p in &pods {
-        assert!(is_ready(p), "pod {} not Ready after install:\n{}", p["metadata"]["name"], env.pods_table());
+        assert!(
+            is_ready(p),
+            "pod {} not Ready after install:\n{}",
+            p["metadata"]["name"],
+            env.pods_table()
+        );
     }
+
+    // helm --wait counts Ready pods, not available ones (minReadySeconds): wait for availability,
+    // by when no client still holds a cached "no such name" for a sibling that was not Ready
+    // yet when it first looked (the cluster DNS caches that for 30 s).
+    let avail = Instant::now();
+    kubectl(&[
+        "-n",
+        ns,
+        "rollout",
+        "status",
+        "deployment",
+        "-l",
+        &format!("app.kubernetes.io/instance={RELEASE}"),
+        "--timeout=3m",
+    ])
+    .unwrap_or_else(|e| panic!("deployments not available: {e:#}"));
+    println!(
+        "FIGURE install: every Deployment available {:.1} s after helm returned",
+        avail.elapsed().as_secs_f64()
+    );
 
     // 2. helm test: real payments through the installed gateway.
     let out = helm_run(&["test", RELEASE, "-n", ns, "--logs", "--timeout", "3m"])
         .unwrap_or_else(|e| panic!("helm test failed: {e:#}"));
     println!("helm test:\n{out}");
-    assert!(out.contains("Phase:          Succeeded"), "helm test did not succeed:\n{out}");
-    assert!(out.contains("final      SUCCEEDED"), "helm test printed no final states:\n{out}");
+    assert!(
+        out.contains("Phase:          Succeeded"),
+        "helm test did not succeed:\n{out}"
+    );
+    assert!(
+        out.contains("final      SUCCEEDED"),
+        "helm test printed no final states:\n{out}"
+    );
     assert!(out.contains("errors 0"), "helm test saw failed calls:\n{out}");
 
     // 3. Continuous load from a pod (per-request balancing over the headless Service), then
@@ -184,23 +264,55 @@ fn install_test_upgrade_under_load_and_uninstall() {
         &duration,
         "--json",
         "--no-progress",
+        // Read every payment back (the default stops at 1000).
+        "--check-states",
+        "1000000",
     ])
     .unwrap();
     let load_started = wait_for("the load pod to run", Duration::from_secs(60), || {
-        let phase = kubectl(&["-n", ns, "get", "pod", "e2e-load", "-o", "jsonpath={.status.phase}"])?;
+        let phase = kubectl(&[
+            "-n",
+            ns,
+            "get",
+            "pod",
+            "e2e-load",
+            "-o",
+            "jsonpath={.status.phase}",
+        ])?;
         Ok((phase == "Running").then(Instant::now))
     })
     .unwrap();
     std::thread::sleep(Duration::from_secs(10));
-    let took = env.install(&env.next_tag).unwrap_or_else(|e| panic!("upgrade failed: {e:#}"));
+    let up_start = Instant::now();
+    env.install(&env.next_tag)
+        .unwrap_or_else(|e| panic!("upgrade failed: {e:#}"));
+    kubectl(&[
+        "-n",
+        ns,
+        "rollout",
+        "status",
+        "deployment",
+        "-l",
+        &format!("app.kubernetes.io/instance={RELEASE}"),
+        "--timeout=5m",
+    ])
+    .unwrap_or_else(|e| panic!("deployments not rolled out: {e:#}"));
+    let took = up_start.elapsed();
     let upgraded_at = load_started.elapsed();
-    println!("FIGURE upgrade: helm upgrade --wait to {} took {:.1} s under load", env.next_tag, took.as_secs_f64());
+    println!(
+        "FIGURE upgrade: helm upgrade --wait + rollout status to {} took {:.1} s under load",
+        env.next_tag,
+        took.as_secs_f64()
+    );
     assert!(
         upgraded_at + Duration::from_secs(SHUTDOWN_DELAY_SECONDS + 5) < Duration::from_secs(LOAD_SECONDS),
         "the upgrade ended {upgraded_at:?} into a {LOAD_SECONDS} s load: the load no longer covers the old pods' shutdown"
     );
     for p in env.release_pods().unwrap() {
-        let image = p["spec"]["containers"][0]["image"].as_str().unwrap_or_default().to_string();
+        let image = p["spec"]["containers"][0]["image"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         let terminating = !p["metadata"]["deletionTimestamp"].is_null();
         assert!(
             terminating || image.ends_with(&format!(":{}", env.next_tag)),
@@ -210,10 +322,22 @@ fn install_test_upgrade_under_load_and_uninstall() {
     }
 
     // 4. The load ends: zero failed payments across the upgrade.
-    wait_for("the load pod to finish", Duration::from_secs(LOAD_SECONDS + 120), || {
-        let phase = kubectl(&["-n", ns, "get", "pod", "e2e-load", "-o", "jsonpath={.status.phase}"])?;
-        Ok(matches!(phase.as_str(), "Succeeded" | "Failed").then_some(()))
-    })
+    wait_for(
+        "the load pod to finish",
+        Duration::from_secs(LOAD_SECONDS + 120),
+        || {
+            let phase = kubectl(&[
+                "-n",
+                ns,
+                "get",
+                "pod",
+                "e2e-load",
+                "-o",
+                "jsonpath={.status.phase}",
+            ])?;
+            Ok(matches!(phase.as_str(), "Succeeded" | "Failed").then_some(()))
+        },
+    )
     .unwrap();
     let log = kubectl(&["-n", ns, "logs", "e2e-load"]).unwrap();
     let summary = load_summary(&log).unwrap();
@@ -232,13 +356,20 @@ fn install_test_upgrade_under_load_and_uninstall() {
 
     // 5. The sample payment's trace in Jaeger, with spans from more than the gateway.
     if !env.jaeger.is_empty() && !env.otlp.is_empty() {
-        let trace = summary["sample_trace_id"].as_str().expect("the load printed no sample trace id").to_string();
+        let trace = summary["sample_trace_id"]
+            .as_str()
+            .expect("the load printed no sample trace id")
+            .to_string();
         let services = wait_for("the trace in Jaeger", Duration::from_secs(30), || {
             let t = curl_json(&format!("{}/api/traces/{trace}", env.jaeger))?;
             let procs = &t["data"][0]["processes"];
             let mut names: Vec<String> = procs
                 .as_object()
-                .map(|m| m.values().filter_map(|p| p["serviceName"].as_str().map(String::from)).collect())
+                .map(|m| {
+                    m.values()
+                        .filter_map(|p| p["serviceName"].as_str().map(String::from))
+                        .collect()
+                })
                 .unwrap_or_default();
             names.sort();
             names.dedup();
@@ -246,7 +377,10 @@ fn install_test_upgrade_under_load_and_uninstall() {
         })
         .unwrap();
         println!("trace {trace} in Jaeger with spans from {services:?}");
-        assert!(services.iter().any(|s| s == "gateway"), "no gateway span: {services:?}");
+        assert!(
+            services.iter().any(|s| s == "gateway"),
+            "no gateway span: {services:?}"
+        );
     }
 
     // 6. Prometheus scrapes every pod of the release (prometheus.io annotations).
@@ -258,7 +392,10 @@ fn install_test_upgrade_under_load_and_uninstall() {
             .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
             .filter_map(|p| p["metadata"]["name"].as_str().map(String::from))
             .collect();
-        let query = format!("{}/api/v1/query?query=up%7Bnamespace%3D%22{ns}%22%7D", env.prometheus);
+        let query = format!(
+            "{}/api/v1/query?query=up%7Bnamespace%3D%22{ns}%22%7D",
+            env.prometheus
+        );
         wait_for("Prometheus to scrape every pod", Duration::from_secs(60), || {
             let r = curl_json(&query)?;
             let up: Vec<String> = r["data"]["result"]
@@ -299,5 +436,8 @@ fn install_test_upgrade_under_load_and_uninstall() {
     })
     .unwrap();
     let releases = helm_run(&["list", "-n", ns, "-a", "-q"]).unwrap();
-    assert!(!releases.lines().any(|l| l == RELEASE), "helm still lists {RELEASE}: {releases}");
+    assert!(
+        !releases.lines().any(|l| l == RELEASE),
+        "helm still lists {RELEASE}: {releases}"
+    );
 }
