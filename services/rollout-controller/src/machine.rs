@@ -163,6 +163,7 @@ fn share(canary: i32, stable: i32) -> i32 {
 pub const DEFAULT_PROGRESS_DEADLINE: Duration = Duration::from_secs(600);
 const WAIT_FOR_PODS: Duration = Duration::from_secs(5);
 const WAIT_FOR_ANALYSIS: Duration = Duration::from_secs(1);
+const WAIT_FOR_PIN: Duration = Duration::from_millis(500);
 
 struct Planner<'a> {
     obs: &'a Observed,
@@ -340,10 +341,16 @@ pub fn plan(strategy: &CanaryStrategy, prev: &RolloutStatus, obs: &Observed, dea
             p.st.phase = Phase::Progressing;
             return p.done(Some(WAIT_FOR_PODS));
         }
+        if !obs.stable_paused {
+            // Pin first, adopt once the pin is observed: a template change in between would
+            // otherwise start a plain rolling update under a "Healthy" status.
+            p.actions.push(Action::PauseStable);
+            p.st.phase = Phase::Progressing;
+            return p.done(Some(WAIT_FOR_PIN));
+        }
         p.st.stable_revision = Some(hash.clone());
         p.st.phase = Phase::Healthy;
         p.actions.push(Action::SaveRevision);
-        p.actions.push(Action::PauseStable);
         p.event(
             EventType::Normal,
             "Initialized",
@@ -389,17 +396,20 @@ pub fn plan(strategy: &CanaryStrategy, prev: &RolloutStatus, obs: &Observed, dea
 
     // Promotion in progress: the stable Deployment rolls to the new template.
     if p.st.phase == Phase::Promoting && p.st.canary_revision.as_deref() == Some(hash.as_str()) {
-        if obs.stable_paused {
-            p.actions.push(Action::UnpauseStable);
+        if !obs.stable_rolled_out {
+            if obs.stable_paused {
+                p.actions.push(Action::UnpauseStable);
+            }
             return p.done(Some(WAIT_FOR_PODS));
         }
-        if !obs.stable_rolled_out {
-            return p.done(Some(WAIT_FOR_PODS));
+        if !obs.stable_paused {
+            // Re-pin before declaring Healthy (same reason as at first sight).
+            p.actions.push(Action::PauseStable);
+            return p.done(Some(WAIT_FOR_PIN));
         }
         // The stable serves the new template with all its pods: the canary can go, in-flight
         // calls drain on SIGTERM.
         p.actions.push(Action::ScaleCanary(0));
-        p.actions.push(Action::PauseStable);
         p.event(
             EventType::Normal,
             "RolloutCompleted",
@@ -793,9 +803,14 @@ mod tests {
                 ..obs("a", 0)
             },
         );
+        assert_eq!(
+            p.status.stable_revision, None,
+            "adopted only once the pin is seen"
+        );
+        assert_eq!(p.actions, [Action::PauseStable]);
+        let p = run(&strategy(vec![weight(20)]), &p.status, &obs("a", 1));
         assert_eq!(p.status.stable_revision.as_deref(), Some("a"));
         assert_eq!(p.status.phase, Phase::Healthy);
-        assert!(p.actions.contains(&Action::PauseStable));
         assert!(p.actions.contains(&Action::SaveRevision));
         // But not while the Deployment is still rolling.
         let p = run(
@@ -887,10 +902,17 @@ mod tests {
             ..obs("b", 60)
         };
         let p = run(&s, &p.status, &o);
+        assert_eq!(p.status.phase, Phase::Promoting, "re-pinned before Healthy");
+        assert_eq!(p.actions, [Action::PauseStable]);
+        let o = Observed {
+            canary_ready: 4,
+            canary_replicas: 4,
+            ..obs("b", 61)
+        };
+        let p = run(&s, &p.status, &o);
         assert_eq!(p.status.phase, Phase::Healthy);
         assert_eq!(p.status.stable_revision.as_deref(), Some("b"));
         assert_eq!(scales(&p), [0]);
-        assert!(p.actions.contains(&Action::PauseStable));
         assert!(p.actions.contains(&Action::Outcome("Promoted")));
     }
 

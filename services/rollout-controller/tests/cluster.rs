@@ -120,8 +120,23 @@ impl TestNs {
         Api::namespaced(self.client.clone(), &self.name)
     }
 
-    async fn delete(self) {
-        // Rollouts first: their finalizer needs the controller, which the caller stops after.
+    /// Deletes the Rollouts while the controller still runs (their finalizer hands the
+    /// Deployment back), checks they are gone, stops the controller and deletes the namespace.
+    async fn finish(self, controller: Controller) {
+        let rollouts = self.api::<Rollout>();
+        let _ = rollouts
+            .delete_collection(&DeleteParams::default(), &ListParams::default())
+            .await;
+        wait!(
+            "Rollouts deleted through their finalizer",
+            Duration::from_secs(30),
+            rollouts
+                .list(&ListParams::default())
+                .await
+                .map(|l| l.items.is_empty())
+                .unwrap_or(false)
+        );
+        controller.stop().await;
         let _ = Api::<Namespace>::all(self.client.clone())
             .delete(&self.name, &DeleteParams::background())
             .await;
@@ -363,8 +378,12 @@ async fn a_new_template_becomes_a_canary_that_pauses_and_is_promoted() {
     })
     .await;
     assert_eq!(st.stable_revision.as_deref(), Some(v1.as_str()));
-    let d = ns.api::<Deployment>().get("web").await.unwrap();
-    assert_eq!(d.spec.paused, Some(true), "the Deployment is pinned");
+    // The status is written before the actions run (fencing), so the pin follows within moments.
+    wait!(
+        "the Deployment is pinned",
+        Duration::from_secs(10),
+        ns.api::<Deployment>().get("web").await.unwrap().spec.paused == Some(true)
+    );
 
     set_version(&ns, "web", "v2").await;
     let v2 = current_hash(&ns, "web").await;
@@ -435,8 +454,7 @@ async fn a_new_template_becomes_a_canary_that_pauses_and_is_promoted() {
             events(&ns).await
         );
     }
-    controller.stop().await;
-    ns.delete().await;
+    ns.finish(controller).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -473,7 +491,11 @@ async fn abort_retry_undo_and_supersede() {
         POD_TIMEOUT,
         pod_versions(&ns, "api", true).await.is_empty()
     );
-    assert_eq!(pod_versions(&ns, "api", false).await, ["v1", "v1"]);
+    wait!(
+        "the stable still runs v1 on both pods",
+        POD_TIMEOUT,
+        pod_versions(&ns, "api", false).await == ["v1", "v1"]
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
         status(&ns, "api").await.phase,
@@ -546,8 +568,7 @@ async fn abort_retry_undo_and_supersede() {
     )
     .await;
     assert_eq!(st.stable_revision.as_deref(), Some(v1.as_str()));
-    controller.stop().await;
-    ns.delete().await;
+    ns.finish(controller).await;
 }
 
 fn inline_prometheus(address: Option<String>, min: f64) -> AnalysisRef {
@@ -684,8 +705,7 @@ async fn invalid_specs_get_a_condition_naming_the_field_and_an_event() {
         Some(true),
         "an invalid Rollout does not take the Deployment over"
     );
-    controller.stop().await;
-    ns.delete().await;
+    ns.finish(controller).await;
 }
 
 /// A one-route Prometheus HTTP API answering `value` for any instant query.
@@ -757,8 +777,7 @@ async fn a_failing_background_analysis_aborts_even_during_a_manual_pause() {
         pod_versions(&ns, "pay", true).await.is_empty()
     );
     assert!(has_event(&ns, "RolloutAborted", "0.95").await);
-    controller.stop().await;
-    ns.delete().await;
+    ns.finish(controller).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -859,6 +878,5 @@ async fn leader_failover_mid_rollout_without_a_double_step() {
         reporters.contains_key("instance-a") && reporters.contains_key("instance-b"),
         "both led: {reporters:?}"
     );
-    b.stop().await;
-    ns.delete().await;
+    ns.finish(b).await;
 }
