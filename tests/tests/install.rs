@@ -420,6 +420,18 @@ fn install_test_upgrade_under_load_and_uninstall() {
     // 7. Uninstall: nothing of the release is left.
     kubectl(&["-n", ns, "delete", "pod", "e2e-load", "--wait=true"]).unwrap();
     helm_run(&["uninstall", RELEASE, "-n", ns, "--wait", "--timeout", "3m"]).unwrap();
+    // The helm test pod is a hook (kept so that `helm test --logs` can show its output), and
+    // Helm does not delete hooks on uninstall: delete it as ci/deploy down does.
+    kubectl(&[
+        "-n",
+        ns,
+        "delete",
+        "pod",
+        &format!("{RELEASE}-test-payments"),
+        "--ignore-not-found",
+        "--wait=true",
+    ])
+    .unwrap();
     let selector = format!("app.kubernetes.io/instance={RELEASE}");
     wait_for("every object of the release to be gone", Duration::from_secs(120), || {
         let left = kubectl(&[
