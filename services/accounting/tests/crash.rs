@@ -3,7 +3,13 @@
 
 mod common;
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use common::*;
 use payplane_accounting::domain::{AccountFlags, CreateTransferResult as R};
@@ -25,14 +31,20 @@ async fn sigkill_mid_batches_then_retry() {
         .collect();
     assert_eq!(create_accounts(&mut c, &accounts).await, vec![]);
 
+    // Kills are timed by progress, not by the clock, so they land mid-run on a fast machine
+    // and on a loaded one alike.
+    const CLIENTS: u128 = 8;
+    const BATCHES: u128 = 60;
+    let acked_batches = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
-    for client in 0..8u128 {
+    for client in 0..CLIENTS {
         let url = url.clone();
+        let acked_batches = acked_batches.clone();
         let (hot, payers) = (hot.clone(), payers.clone());
         tasks.push(tokio::spawn(async move {
             let mut rng = StdRng::seed_from_u64(client as u64);
             let mut acknowledged = Vec::new();
-            for seq in 0..60u128 {
+            for seq in 0..BATCHES {
                 let batch: Vec<_> = (0..rng.random_range(20..200u128))
                     .map(|i| {
                         let id = (client + 1) << 80 | seq << 20 | (i + 1);
@@ -55,13 +67,17 @@ async fn sigkill_mid_batches_then_retry() {
                 };
                 assert!(results.iter().all(|(_, code)| *code == R::Exists as i32), "created or exists only: {results:?}");
                 acknowledged.extend(batch);
+                acked_batches.fetch_add(1, Ordering::Relaxed);
             }
             acknowledged
         }));
     }
 
-    for _ in 0..2 {
-        tokio::time::sleep(Duration::from_millis(1200)).await;
+    let total = (CLIENTS * BATCHES) as usize;
+    for kill in 1..=2 {
+        while acked_batches.load(Ordering::Relaxed) < total * kill / 3 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         // The kill must land while clients are still sending, or the test proves nothing.
         assert!(
             tasks.iter().any(|t| !t.is_finished()),
