@@ -37,6 +37,9 @@ pub fn create_accounts(
                     // Events of the chain that had been created are undone with it.
                     for (j, e) in events.iter().enumerate().take(i).skip(mark.start_index) {
                         if created.contains(&e.account.id) {
+                            // A repeat of an id the chain created said `exists`; with the chain
+                            // undone it failed with it, so that answer is replaced, not doubled.
+                            results.retain(|(k, _)| *k != j as u32);
                             results.push((j as u32, R::LinkedEventFailed));
                         }
                     }

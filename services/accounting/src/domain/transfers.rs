@@ -46,7 +46,8 @@ pub fn create_transfers(
                     // Events of the chain created so far are undone; those that already existed
                     // before this request keep their `exists`.
                     for (j, e) in events.iter().enumerate().take(i).skip(mark.start_index) {
-                        if created.contains(&e.transfer.id) {
+                        // An event that already answered `exists` keeps that one answer.
+                        if created.contains(&e.transfer.id) && !results.iter().any(|(k, _)| *k == j as u32) {
                             results.push((j as u32, R::LinkedEventFailed));
                         }
                     }
