@@ -10,7 +10,8 @@
 //! DNS alone is slow to drop a pod: the cluster DNS caches answers for up to 30 s. So, unless
 //! `CLIENT_HEALTH_CHECK` is off, every resolved address also gets a health watcher: a small
 //! connection of its own with a `grpc.health.v1.Health/Watch` stream for service `""` (polling
-//! `Check` every second where Watch is UNIMPLEMENTED, and while the address is not serving).
+//! `Check` every second where Watch is UNIMPLEMENTED, and while the address is not serving; a
+//! server with no health service at all counts as healthy, as for gRPC's own clients).
 //! An address is in the balancer only while it reports SERVING: it is added as soon as it
 //! does (not at the next re-resolution), and removed as soon as it reports anything else or its
 //! watch breaks (then reconnected with backoff). Our servers report NOT_SERVING when shutdown
@@ -436,6 +437,8 @@ async fn discover_healthy<R: Resolve>(
                 if let Some(upstream) = upstreams.get_mut(&report.addr)
                     && upstream.watcher == report.watcher
                 {
+                    tracing::debug!(target_name = %resolver.name(), addr = %report.addr,
+                        health = ?report.health, "upstream health");
                     match (&report.health, upstream.in_balancer) {
                         (Health::Serving, false) => change = Some(report.addr),
                         (Health::Unhealthy(_), true) => change = Some(report.addr),
@@ -673,10 +676,20 @@ async fn poll_health(
     let mut tick = tokio::time::interval(HEALTH_POLL_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
+    let mut warned = false;
     loop {
         let health = match tokio::time::timeout(timeout, client.check(health_request())).await {
             Err(_) => Health::Unhealthy(format!("no answer to health Check within {timeout:?}")),
             Ok(Ok(response)) => health_of(response.into_inner().status),
+            // No health service at all: as gRPC clients do, take the server as healthy.
+            Ok(Err(status)) if status.code() == tonic::Code::Unimplemented => {
+                if !warned {
+                    tracing::warn!(addr = %reporter.addr,
+                        "upstream has no grpc.health.v1 service; treating it as healthy");
+                    warned = true;
+                }
+                Health::Serving
+            }
             Ok(Err(status)) if status.code() == tonic::Code::NotFound => {
                 Health::Unhealthy("SERVICE_UNKNOWN".to_owned())
             }

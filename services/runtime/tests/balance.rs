@@ -14,7 +14,7 @@ use std::{
     time::Duration,
 };
 
-use common::{ECHO_SERVICE, EchoRequest, TestServer, echo, sample};
+use common::{ECHO_SERVICE, EchoRequest, EchoService, TestServer, echo, sample};
 use futures::{StreamExt, stream};
 use payplane_runtime::{
     BalancedChannel, ClientArgs,
@@ -25,7 +25,14 @@ use tokio::{
     task::JoinSet,
     time::Instant,
 };
-use tonic_health::ServingStatus;
+use tonic_health::{
+    ServingStatus,
+    pb::{
+        HealthCheckRequest, HealthCheckResponse,
+        health_check_response::ServingStatus as HealthStatus,
+        health_server::{Health, HealthServer},
+    },
+};
 
 /// `calls` Echo calls, 8 in flight at a time; the number answered by each server.
 async fn spread(channel: &BalancedChannel, calls: usize) -> HashMap<String, usize> {
@@ -415,4 +422,92 @@ async fn with_health_checking_off_a_not_serving_address_keeps_getting_calls() {
 
     s1.stop().await.expect("clean shutdown");
     s2.stop().await.expect("clean shutdown");
+}
+
+/// A health service with Check only (Watch is UNIMPLEMENTED), reporting `status`.
+#[derive(Clone)]
+struct CheckOnly {
+    status: Arc<std::sync::Mutex<i32>>,
+}
+
+type WatchStream = std::pin::Pin<
+    Box<dyn futures::Stream<Item = Result<HealthCheckResponse, tonic::Status>> + Send + 'static>,
+>;
+
+#[tonic::async_trait]
+impl Health for CheckOnly {
+    async fn check(
+        &self,
+        _request: tonic::Request<HealthCheckRequest>,
+    ) -> Result<tonic::Response<HealthCheckResponse>, tonic::Status> {
+        let status = *self.status.lock().expect("lock");
+        Ok(tonic::Response::new(HealthCheckResponse { status }))
+    }
+
+    type WatchStream = WatchStream;
+
+    async fn watch(
+        &self,
+        _request: tonic::Request<HealthCheckRequest>,
+    ) -> Result<tonic::Response<WatchStream>, tonic::Status> {
+        Err(tonic::Status::unimplemented("no Watch here"))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn where_watch_is_unimplemented_check_is_polled() {
+    let s1 = common::start("c1", [127, 0, 0, 1], |_| {}).await;
+    let status = Arc::new(std::sync::Mutex::new(HealthStatus::Serving as i32));
+    let args = payplane_runtime::ServerArgs {
+        grpc_addr: SocketAddr::from(([127, 0, 0, 2], 0)),
+        ..payplane_runtime::ServerArgs::local("9.9.9-test")
+    };
+    let server = payplane_runtime::GrpcServer::new("c2", &args)
+        .add_service(EchoService { name: "c2".into() })
+        .add_service(HealthServer::new(CheckOnly {
+            status: status.clone(),
+        }));
+    let listeners = server.bind().await.expect("binds");
+    let c2 = listeners.grpc_addr().expect("addr");
+    let c2_shutdown = server.shutdown_handle();
+    let c2_task = tokio::spawn(server.serve_with(listeners));
+
+    let resolver = StaticResolver::new([s1.grpc, c2]);
+    let channel = balance::channel_with_resolver(resolver, &ClientArgs::default(), None).expect("channel");
+    wait_until_answering(&channel, "c2").await;
+
+    *status.lock().expect("lock") = HealthStatus::NotServing as i32;
+    // Polled every second: gone within two.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let counts = spread(&channel, 300).await;
+    assert_eq!(
+        counts.get("c2"),
+        None,
+        "c2 is NOT_SERVING but got calls: {counts:?}"
+    );
+
+    *status.lock().expect("lock") = HealthStatus::Serving as i32;
+    answers_within(&channel, "c2", Duration::from_secs(3)).await;
+
+    c2_shutdown.trigger();
+    c2_task.await.expect("task").expect("clean shutdown");
+    s1.stop().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_without_a_health_service_counts_as_healthy() {
+    let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 3], 0)))
+        .await
+        .expect("binds");
+    let addr = listener.local_addr().expect("addr");
+    let bare = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(EchoService { name: "bare".into() })
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+    );
+    let resolver = StaticResolver::new([addr]);
+    let channel = balance::channel_with_resolver(resolver, &ClientArgs::default(), None).expect("channel");
+    let reply = echo(channel, request("bare")).await.expect("the call succeeds");
+    assert_eq!(reply.server, "bare");
+    bare.abort();
 }
