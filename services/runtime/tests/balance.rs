@@ -239,7 +239,7 @@ async fn an_address_reporting_not_serving_gets_no_calls_until_it_serves_again() 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_server_shutting_down_gets_no_calls_within_a_second_and_still_stops_promptly() {
     let s1 = common::start("d1", [127, 0, 0, 1], |_| {}).await;
-    let delay = Duration::from_secs(3);
+    let delay = Duration::from_secs(5);
     let s2 = common::start("d2", [127, 0, 0, 2], |args| {
         args.shutdown_delay = delay;
         args.drain_timeout = Duration::from_secs(20);
@@ -386,7 +386,7 @@ async fn with_no_healthy_address_calls_fail_at_once_with_unavailable_naming_the_
         .await
         .expect_err("no healthy address");
     assert!(
-        started.elapsed() < Duration::from_millis(200),
+        started.elapsed() < Duration::from_millis(500),
         "took {:?}",
         started.elapsed()
     );
