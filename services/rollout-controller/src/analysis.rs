@@ -102,8 +102,11 @@ pub fn next_due(
 
 /// Adds a measurement to the metric's counters and keeps the last [`MEASUREMENTS_KEPT`].
 pub fn record(status: &mut MetricStatus, measurement: Measurement, guard: bool) {
-    status.count += 1;
+    if measurement.phase != MeasurementPhase::Pending {
+        status.count += 1;
+    }
     match measurement.phase {
+        MeasurementPhase::Pending => {}
         MeasurementPhase::Successful => {
             status.successful += 1;
             status.consecutive_error = 0;
@@ -249,6 +252,28 @@ mod tests {
     }
 
     use MeasurementPhase::{Error as E, Failed as F, Inconclusive as I, Successful as S};
+
+    #[test]
+    fn a_baseline_counts_towards_nothing_but_times_the_next_measurement() {
+        let m = metric(None, Some(1));
+        assert_eq!(
+            run(&m, &[MeasurementPhase::Pending], false),
+            AnalysisPhase::Running
+        );
+        let mut s = MetricStatus::default();
+        record(&mut s, measure(MeasurementPhase::Pending), false);
+        assert_eq!((s.count, s.inconclusive), (0, 0));
+        let started = parse_time("2026-11-22T03:00:00Z").unwrap();
+        assert_eq!(
+            next_due(&m, Some(&s), started, false),
+            Some(parse_time("2026-11-22T04:00:10Z").unwrap()),
+            "one interval after the baseline"
+        );
+        assert_eq!(
+            run(&m, &[MeasurementPhase::Pending, S], false),
+            AnalysisPhase::Successful
+        );
+    }
 
     #[test]
     fn failure_limit_zero_fails_on_the_first_failure() {

@@ -450,6 +450,9 @@ pub enum MeasurementPhase {
     Failed,
     Inconclusive,
     Error,
+    /// Prepared the next measurement without judging (a scrape's baseline): it sets the time of
+    /// the next one and counts towards nothing.
+    Pending,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]

@@ -177,17 +177,21 @@ impl Providers {
         futures::future::try_join_all(scrapes).await
     }
 
-    /// Deltas since the previous scrape of the same metric, per pod; the first scrape only
-    /// records the baseline (None).
+    /// Calls per pod since the metric's first scrape of this canary (its baseline): the judge
+    /// sees every call since the analysis began, so evidence accumulates and a small error rate
+    /// becomes significant as calls add up. The first scrape only records the baseline (None).
     fn deltas(&self, key: &str, current: &[(String, bool, PodCounters)]) -> Option<Vec<(bool, PodCounters)>> {
         let mut baselines = self.lock();
-        let previous = baselines.insert(
-            key.to_owned(),
-            current
-                .iter()
-                .map(|(uid, _, c)| (uid.clone(), c.clone()))
-                .collect(),
-        )?;
+        let Some(previous) = baselines.get(key) else {
+            baselines.insert(
+                key.to_owned(),
+                current
+                    .iter()
+                    .map(|(uid, _, c)| (uid.clone(), c.clone()))
+                    .collect(),
+            );
+            return None;
+        };
         Some(
             current
                 .iter()
@@ -221,7 +225,7 @@ impl Providers {
             .await?;
         let Some(deltas) = self.deltas(&t.baseline_key, &current) else {
             return Ok((
-                MeasurementPhase::Inconclusive,
+                MeasurementPhase::Pending,
                 format!(
                     "baseline taken from {} pods; judging from the next scrape",
                     current.len()
@@ -264,7 +268,7 @@ impl Providers {
             .await?;
         let Some(deltas) = self.deltas(&t.baseline_key, &current) else {
             return Ok((
-                MeasurementPhase::Inconclusive,
+                MeasurementPhase::Pending,
                 "baseline taken; judging from the next scrape".into(),
             ));
         };
