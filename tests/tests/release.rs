@@ -104,12 +104,13 @@ impl Env {
         .map(drop)
     }
 
-    /// `helm upgrade --install` of the platform with the images of `tag` and extra `--set`s.
-    /// `wait`: only for the first install (later upgrades are released by the controller,
-    /// which keeps the Deployment paused).
-    fn platform(&self, tag: &str, sets: &[&str], wait: bool) -> Result<()> {
+    /// `helm upgrade --install` of the platform (images of the first tag) with accounting's
+    /// image `accounting_tag` and extra `--set`s. `wait`: only for the first install (later
+    /// upgrades are released by the controller, which keeps the Deployment paused).
+    fn platform(&self, accounting_tag: &str, sets: &[&str], wait: bool) -> Result<()> {
         let chart = charts_dir().join("payplane");
-        let image_tag = format!("global.image.tag={tag}");
+        let image_tag = format!("global.image.tag={}", self.tag);
+        let accounting_image = format!("accounting.image.tag={accounting_tag}");
         let registry = format!("global.image.registry={}", self.registry);
         let mut args = vec![
             "upgrade",
@@ -124,6 +125,8 @@ impl Env {
             &image_tag,
             "--set",
             &registry,
+            "--set",
+            &accounting_image,
             "--set",
             "global.database.existingSecret=payplane-db",
         ];
