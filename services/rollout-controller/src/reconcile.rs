@@ -12,7 +12,11 @@ use std::{
 use chrono::Utc;
 use futures::StreamExt;
 use k8s_openapi::{
-    api::apps::v1::{ControllerRevision, Deployment},
+    api::{
+        apps::v1::{ControllerRevision, Deployment},
+        authentication::v1::SelfSubjectReview,
+        core::v1::Namespace,
+    },
     apimachinery::pkg::runtime::RawExtension,
 };
 use kube::{
@@ -33,11 +37,15 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     analysis::{self, BACKGROUND_RUN},
     crd::{
-        AnalysisPhase, AnalysisTemplate, AnalysisTemplateSpec, FINALIZER, MetricStatus, REQUEST_ANNOTATION,
-        REVISION_HASH_ANNOTATION, ROLLOUT_LABEL, Rollout, RolloutStatus, TRACK_LABEL,
+        APPROVED_BY_ANNOTATION, APPROVER_GROUPS_ANNOTATION, AnalysisPhase, AnalysisTemplate,
+        AnalysisTemplateSpec, FINALIZER, FREEZE_OVERRIDE_ANNOTATION, FREEZE_OVERRIDE_BY_ANNOTATION,
+        FreezePolicy, GOVERNANCE_ENFORCED, GOVERNANCE_LABEL, MetricStatus, NextFreeze,
+        RELEASED_BY_ANNOTATION, REQUEST_ANNOTATION, REVISION_HASH_ANNOTATION, ROLLOUT_LABEL, Rollout,
+        RolloutSpec, RolloutStatus, TRACK_LABEL,
     },
+    freeze,
     lease::Leadership,
-    machine::{self, Action as Step, EventType, Observed, Request},
+    machine::{self, Action as Step, Approval, EventType, Freeze, Observed, OverrideRequest, Request},
     metrics::{ControllerMetrics, ErrorLabels, OutcomeLabels, StepLabels},
     providers::{Providers, Target},
     validate,
@@ -77,6 +85,9 @@ pub struct Context {
     pub leadership: Leadership,
     pub providers: Providers,
     pub metrics: ControllerMetrics,
+    /// This controller's own user name, as the apiserver authenticates it (SelfSubjectReview):
+    /// it stamps `payplane.io/released-by` on the template changes it makes itself.
+    identity: tokio::sync::OnceCell<String>,
 }
 
 impl Context {
@@ -99,7 +110,25 @@ impl Context {
             recorder,
             leadership,
             metrics,
+            identity: tokio::sync::OnceCell::new(),
         }
+    }
+
+    /// The controller's user name, asked once.
+    pub async fn identity(&self) -> Result<String, Error> {
+        self.identity
+            .get_or_try_init(|| async {
+                let review = Api::<SelfSubjectReview>::all(self.client.clone())
+                    .create(&PostParams::default(), &SelfSubjectReview::default())
+                    .await?;
+                review
+                    .status
+                    .and_then(|s| s.user_info)
+                    .and_then(|u| u.username)
+                    .ok_or_else(|| Error::Invariant("SelfSubjectReview without a user name".into()))
+            })
+            .await
+            .cloned()
     }
 }
 
@@ -297,6 +326,8 @@ async fn apply(rollout: Arc<Rollout>, ctx: &Context) -> Result<Action, Error> {
         return Ok(Action::requeue(Duration::from_millis(100)));
     }
 
+    let governance = governance(ctx, &rollout, &ns, Utc::now()).await?;
+
     let canary_deployment = deployments.get_opt(&canary_name(&spec.deployment_name)).await?;
     let mut status = prev.clone();
     let mut next_due: Option<chrono::DateTime<Utc>> = None;
@@ -311,13 +342,19 @@ async fn apply(rollout: Arc<Rollout>, ctx: &Context) -> Result<Action, Error> {
         .await;
     }
 
-    let obs = observe(
+    let mut obs = observe(
         &deployment,
         canary_deployment.as_ref(),
         &hash,
         request.clone(),
         spec.paused,
     );
+    obs.released_by = deployment.annotations().get(RELEASED_BY_ANNOTATION).cloned();
+    obs.identity_enforced = governance.identity_enforced;
+    obs.freeze = governance.freeze;
+    obs.next_freeze = governance.next_freeze;
+    obs.approval = governance.approval;
+    obs.freeze_override = governance.freeze_override;
     let deadline = spec
         .progress_deadline_seconds
         .map(|s| Duration::from_secs(s.into()))
@@ -373,6 +410,19 @@ async fn apply(rollout: Arc<Rollout>, ctx: &Context) -> Result<Action, Error> {
         }
         clear_request(&api, &rollout, Some(raw.as_str())).await;
     }
+    // Approvals and overrides are consumed once seen (recorded in the status, or refused with an
+    // event): a stale one never approves a later gate or release.
+    clear_annotations(
+        &api,
+        &rollout,
+        &[
+            APPROVED_BY_ANNOTATION,
+            APPROVER_GROUPS_ANNOTATION,
+            FREEZE_OVERRIDE_ANNOTATION,
+            FREEZE_OVERRIDE_BY_ANNOTATION,
+        ],
+    )
+    .await;
 
     let mut requeue = plan.requeue.unwrap_or(RESYNC);
     if let Some(due) = next_due {
@@ -382,11 +432,135 @@ async fn apply(rollout: Arc<Rollout>, ctx: &Context) -> Result<Action, Error> {
     Ok(Action::requeue(requeue))
 }
 
+/// What the governance features observe: the namespace's enforcement label, the freeze windows
+/// that apply, and the approval and override annotations.
+struct Governance {
+    identity_enforced: bool,
+    freeze: Freeze,
+    next_freeze: Option<NextFreeze>,
+    approval: Option<Approval>,
+    freeze_override: Option<OverrideRequest>,
+}
+
+async fn governance(
+    ctx: &Context,
+    rollout: &Rollout,
+    ns: &str,
+    now: chrono::DateTime<Utc>,
+) -> Result<Governance, Error> {
+    let namespace = Api::<Namespace>::all(ctx.client.clone()).get(ns).await?;
+    let labels = namespace.labels();
+    let identity_enforced = labels.get(GOVERNANCE_LABEL).map(String::as_str) == Some(GOVERNANCE_ENFORCED);
+    let policies = match Api::<FreezePolicy>::all(ctx.client.clone())
+        .list(&ListParams::default())
+        .await
+    {
+        Ok(list) => list.items,
+        // The FreezePolicy CRD is not installed: no policies.
+        Err(kube::Error::Api(s)) if s.code == 404 => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
+    let (freeze, next_freeze) = freeze_state(&rollout.spec, &policies, labels, now);
+    let annotations = rollout.annotations();
+    let approval = annotations.get(APPROVED_BY_ANNOTATION).map(|by| Approval {
+        by: by.trim().to_owned(),
+        groups: annotations
+            .get(APPROVER_GROUPS_ANNOTATION)
+            .map(|g| {
+                g.split(',')
+                    .map(str::trim)
+                    .filter(|g| !g.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default(),
+    });
+    let freeze_override = annotations
+        .get(FREEZE_OVERRIDE_ANNOTATION)
+        .map(|reason| OverrideRequest {
+            reason: reason.trim().to_owned(),
+            // Without the name the override is refused like one from an unenforced namespace.
+            by: annotations
+                .get(FREEZE_OVERRIDE_BY_ANNOTATION)
+                .cloned()
+                .unwrap_or_default(),
+        });
+    let freeze_override = match freeze_override {
+        Some(o) if o.by.trim().is_empty() || o.reason.is_empty() => {
+            publish(
+                ctx,
+                rollout,
+                EventType::Warning,
+                "FreezeOverrideRefused",
+                format!(
+                    "{FREEZE_OVERRIDE_ANNOTATION} needs a reason and {FREEZE_OVERRIDE_BY_ANNOTATION} (your user name)"
+                ),
+            )
+            .await;
+            None
+        }
+        o => o,
+    };
+    Ok(Governance {
+        identity_enforced,
+        freeze,
+        next_freeze,
+        approval,
+        freeze_override,
+    })
+}
+
+/// The freeze in force for a Rollout: its own windows and those of the FreezePolicies that select
+/// its namespace. An invalid policy that applies fails closed.
+pub fn freeze_state(
+    spec: &RolloutSpec,
+    policies: &[FreezePolicy],
+    namespace_labels: &BTreeMap<String, String>,
+    now: chrono::DateTime<Utc>,
+) -> (Freeze, Option<NextFreeze>) {
+    let (mut windows, _) = freeze::parse(&spec.freeze_windows, "spec.freezeWindows", "spec.freezeWindows");
+    let mut problems = Vec::new();
+    for policy in policies {
+        let selected = policy.spec.namespace_selector.as_ref().is_none_or(|s| {
+            s.match_labels
+                .iter()
+                .all(|(k, v)| namespace_labels.get(k) == Some(v))
+        });
+        if !selected {
+            continue;
+        }
+        let source = format!("FreezePolicy/{}", policy.name_any());
+        let (ws, bad) = freeze::parse(&policy.spec.windows, &format!("{source}: spec.windows"), &source);
+        windows.extend(ws);
+        problems.extend(bad);
+    }
+    let evaluation = freeze::evaluate(&windows, now);
+    let next = evaluation.next.map(|n| NextFreeze {
+        window: n.window,
+        source: n.source,
+        start: analysis::format_time(n.start),
+    });
+    if !problems.is_empty() {
+        return (Freeze::Invalid(validate::message(&problems)), next);
+    }
+    let freeze = match evaluation.active {
+        Some(a) => Freeze::Active {
+            window: a.windows.join(", "),
+            source: a.sources.join(", "),
+            until: a.until,
+        },
+        None => Freeze::None,
+    };
+    (freeze, next)
+}
+
 fn step_kind(step: &crate::crd::CanaryStep) -> &'static str {
     if step.set_weight.is_some() {
         "setWeight"
     } else if step.pause.is_some() {
         "pause"
+    } else if step.approval.is_some() {
+        "approval"
     } else {
         "analysis"
     }
@@ -404,6 +578,25 @@ async fn clear_request(api: &Api<Rollout>, rollout: &Rollout, value: Option<&str
         .await
     {
         tracing::warn!(error = %e, "request annotation not removed");
+    }
+}
+
+/// Removes those of `keys` that the Rollout carries (a merge patch).
+async fn clear_annotations(api: &Api<Rollout>, rollout: &Rollout, keys: &[&str]) {
+    let present: serde_json::Map<String, serde_json::Value> = keys
+        .iter()
+        .filter(|k| rollout.annotations().contains_key(**k))
+        .map(|k| ((*k).to_owned(), serde_json::Value::Null))
+        .collect();
+    if present.is_empty() {
+        return;
+    }
+    let patch = json!({"metadata": {"annotations": present}});
+    if let Err(e) = api
+        .patch(&rollout.name_any(), &PatchParams::default(), &Patch::Merge(patch))
+        .await
+    {
+        tracing::warn!(error = %e, "approval/override annotations not removed");
     }
 }
 
@@ -452,6 +645,12 @@ fn observe(
         canary_current,
         request,
         spec_paused,
+        released_by: None,
+        freeze: Freeze::None,
+        next_freeze: None,
+        approval: None,
+        freeze_override: None,
+        identity_enforced: false,
     }
 }
 
@@ -579,7 +778,8 @@ async fn execute(
             if *replicas == 0 && deployments.get_opt(&canary).await?.is_none() {
                 return Ok(());
             }
-            let body = canary_deployment(rollout, deployment, template, hash, *replicas)?;
+            let me = ctx.identity().await?;
+            let body = canary_deployment(rollout, deployment, template, hash, *replicas, &me)?;
             deployments
                 .patch(
                     &canary,
@@ -603,13 +803,16 @@ async fn execute(
 }
 
 /// The canary Deployment: the new template, labelled `payplane.io/track: canary`, selected by the
-/// referenced Deployment's selector plus that label, owned by the Rollout.
+/// referenced Deployment's selector plus that label, owned by the Rollout. `released_by` is the
+/// controller's own user name: the admission policy requires it on every template change of a
+/// Deployment that a Rollout releases.
 pub fn canary_deployment(
     rollout: &Rollout,
     stable: &Deployment,
     template: &serde_json::Value,
     hash: &str,
     replicas: i32,
+    released_by: &str,
 ) -> Result<serde_json::Value, Error> {
     let spec = stable.spec.clone();
     let mut selector = spec.selector.match_labels.clone().unwrap_or_default();
@@ -632,7 +835,11 @@ pub fn canary_deployment(
         "metadata": {
             "name": canary_name(&stable.name_any()),
             "labels": labels,
-            "annotations": {REVISION_HASH_ANNOTATION: hash, "payplane.io/rollout": rollout.name_any()},
+            "annotations": {
+                REVISION_HASH_ANNOTATION: hash,
+                "payplane.io/rollout": rollout.name_any(),
+                RELEASED_BY_ANNOTATION: released_by,
+            },
             "ownerReferences": [owner],
         },
         "spec": {
@@ -757,7 +964,11 @@ async fn undo(
     // The whole template, exactly: an apply would merge with fields other managers own (a newer
     // container's extra env), a strategic `$patch: replace` does not.
     template["$patch"] = json!("replace");
-    let body = json!({"spec": {"template": template}});
+    // The controller changes the template: it is the one that releases it (the admission policy
+    // requires the requester's own name here).
+    let me = ctx.identity().await?;
+    let body =
+        json!({"metadata": {"annotations": {RELEASED_BY_ANNOTATION: me}}, "spec": {"template": template}});
     let params = PatchParams {
         field_manager: Some(FIELD_MANAGER.into()),
         ..Default::default()

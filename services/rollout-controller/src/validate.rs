@@ -70,13 +70,26 @@ pub fn validate(spec: &RolloutSpec, templates: &BTreeMap<String, AnalysisTemplat
             step.set_weight.is_some(),
             step.pause.is_some(),
             step.analysis.is_some(),
+            step.approval.is_some(),
         ];
         if set.iter().filter(|s| **s).count() != 1 {
             bad(
                 &mut out,
                 path.clone(),
-                "must have exactly one of setWeight, pause, analysis",
+                "must have exactly one of setWeight, pause, analysis, approval",
             );
+        }
+        if let Some(approval) = &step.approval {
+            for (j, a) in approval.approvers.iter().enumerate() {
+                let name = a.strip_prefix("group:").unwrap_or(a);
+                if name.trim().is_empty() || name.contains(',') {
+                    bad(
+                        &mut out,
+                        format!("{path}.approval.approvers[{j}]"),
+                        &format!("`{a}` is not a user name or `group:<name>`"),
+                    );
+                }
+            }
         }
         if let Some(w) = step.set_weight {
             if !(0..=100).contains(&w) {
@@ -117,6 +130,9 @@ pub fn validate(spec: &RolloutSpec, templates: &BTreeMap<String, AnalysisTemplat
             templates,
         ));
     }
+    let (_, problems) =
+        crate::freeze::parse(&spec.freeze_windows, "spec.freezeWindows", "spec.freezeWindows");
+    out.extend(problems);
     out
 }
 
