@@ -1022,3 +1022,79 @@ async fn cleanup(rollout: Arc<Rollout>, ctx: &Context) -> Result<Action, Error> 
     .await;
     Ok(Action::await_change())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{DateRange, FreezePolicySpec, FreezeWindow, NamespaceSelector};
+
+    fn policy(name: &str, selector: Option<(&str, &str)>, start: &str, end: &str, tz: &str) -> FreezePolicy {
+        FreezePolicy::new(
+            name,
+            FreezePolicySpec {
+                namespace_selector: selector.map(|(k, v)| NamespaceSelector {
+                    match_labels: BTreeMap::from([(k.to_owned(), v.to_owned())]),
+                }),
+                windows: vec![FreezeWindow {
+                    name: format!("{name}-window"),
+                    time_zone: Some(tz.into()),
+                    dates: Some(DateRange {
+                        start: start.into(),
+                        end: end.into(),
+                    }),
+                    ..Default::default()
+                }],
+            },
+        )
+    }
+
+    #[test]
+    fn freeze_policies_apply_by_namespace_label_and_invalid_ones_fail_closed() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-12-24T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let prod = BTreeMap::from([("env".to_owned(), "prod".to_owned())]);
+        let dev = BTreeMap::from([("env".to_owned(), "dev".to_owned())]);
+        let spec = RolloutSpec::default();
+        let policies = vec![
+            policy(
+                "prod-only",
+                Some(("env", "prod")),
+                "2026-12-24",
+                "2026-12-26",
+                "UTC",
+            ),
+            policy("everyone", None, "2026-12-31", "2026-12-31", "Asia/Shanghai"),
+        ];
+        let (freeze, next) = freeze_state(&spec, &policies, &prod, now);
+        assert_eq!(
+            freeze,
+            Freeze::Active {
+                window: "prod-only-window".into(),
+                source: "FreezePolicy/prod-only".into(),
+                until: "2026-12-27T00:00:00Z".parse().unwrap(),
+            }
+        );
+        assert_eq!(next.unwrap().start, "2026-12-30T16:00:00.000Z");
+        let (freeze, next) = freeze_state(&spec, &policies, &dev, now);
+        assert_eq!(freeze, Freeze::None, "not selected in dev");
+        assert_eq!(next.unwrap().window, "everyone-window");
+        // An invalid policy that selects the namespace holds; one that does not is ignored.
+        let broken = vec![policy(
+            "broken",
+            Some(("env", "prod")),
+            "2026-12-24",
+            "2026-12-24",
+            "Mars/Base",
+        )];
+        let (freeze, _) = freeze_state(&spec, &broken, &prod, now);
+        let Freeze::Invalid(message) = freeze else {
+            panic!("{freeze:?}")
+        };
+        assert!(
+            message.contains("FreezePolicy/broken: spec.windows[0].timeZone"),
+            "{message}"
+        );
+        assert_eq!(freeze_state(&spec, &broken, &dev, now).0, Freeze::None);
+    }
+}

@@ -589,6 +589,65 @@ mod tests {
     }
 
     #[test]
+    fn freeze_windows_and_approvers_name_the_field() {
+        use crate::crd::{ApprovalStep, DateRange, FreezeWindow, TimeRange};
+        let gate = CanaryStep {
+            approval: Some(ApprovalStep {
+                require_different_person: true,
+                approvers: vec!["carol".into(), "group:".into(), "a,b".into()],
+            }),
+            ..Default::default()
+        };
+        let mut s = spec(vec![weight(10), gate, weight(50)]);
+        s.freeze_windows = vec![
+            FreezeWindow {
+                name: "cutoff".into(),
+                time_zone: Some("Asia/Shanghai".into()),
+                daily: Some(TimeRange {
+                    start: "22:30".into(),
+                    end: "23:30".into(),
+                }),
+                ..Default::default()
+            },
+            FreezeWindow {
+                name: "tz".into(),
+                time_zone: Some("Asia/Beijing".into()),
+                daily: Some(TimeRange {
+                    start: "22:30".into(),
+                    end: "23:30".into(),
+                }),
+                ..Default::default()
+            },
+            FreezeWindow {
+                name: "holiday".into(),
+                dates: Some(DateRange {
+                    start: "2026-10-07".into(),
+                    end: "2026-10-01".into(),
+                }),
+                ..Default::default()
+            },
+        ];
+        let problems = validate(&s, &BTreeMap::new());
+        assert_eq!(
+            fields(&problems),
+            [
+                "spec.strategy.canary.steps[1].approval.approvers[1]",
+                "spec.strategy.canary.steps[1].approval.approvers[2]",
+                "spec.freezeWindows[1].timeZone",
+                "spec.freezeWindows[2].dates.end",
+            ],
+            "{problems:?}"
+        );
+        // An approval step with another kind is not one step.
+        let mut both = weight(20);
+        both.approval = Some(ApprovalStep::default());
+        assert_eq!(
+            fields(&validate(&spec(vec![both]), &BTreeMap::new())),
+            ["spec.strategy.canary.steps[0]"]
+        );
+    }
+
+    #[test]
     fn durations() {
         assert_eq!(parse_duration("30").unwrap(), Duration::from_secs(30));
         assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));

@@ -1429,5 +1429,79 @@ async fn an_approval_by_the_release_author_is_refused_and_one_by_another_person_
         s.phase == Phase::Healthy && s.stable_revision.as_deref() == Some(v2.as_str())
     })
     .await;
+
+    // An emergency release through a freeze window, by a named person.
+    let now = chrono::Utc::now();
+    let window = dated_window(
+        "incident-freeze",
+        "America/New_York",
+        now - chrono::Duration::minutes(1),
+        now + chrono::Duration::hours(1),
+    );
+    ns.api::<Rollout>()
+        .patch(
+            "acct",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"freezeWindows": [window]}})),
+        )
+        .await
+        .expect("add a freeze window");
+    release_as(&alice, &ns, "acct", "v3", Some("alice"))
+        .await
+        .expect("alice releases v3");
+    let v3 = current_hash(&ns, "acct").await;
+    wait_status(
+        &ns,
+        "acct",
+        "v3 held by the freeze",
+        Duration::from_secs(30),
+        |s| {
+            s.canary_revision.as_deref() == Some(v3.as_str())
+                && s.pause_reason == Some(PauseReason::FreezeWindow)
+        },
+    )
+    .await;
+    assert!(
+        pod_versions(&ns, "acct", true).await.is_empty(),
+        "no canary during the freeze"
+    );
+    let override_as = |user: Client, by: &'static str| {
+        let ns_name = ns.name.clone();
+        async move {
+            let patch = json!({"metadata": {"annotations": {
+                "payplane.io/freeze-override": "hotfix INC-7",
+                "payplane.io/freeze-override-by": by,
+            }}});
+            Api::<Rollout>::namespaced(user, &ns_name)
+                .patch("acct", &PatchParams::default(), &Patch::Merge(patch))
+                .await
+                .map(|_| ())
+        }
+    };
+    assert_denied_by_policy(
+        override_as(bob.clone(), "alice").await,
+        "bob overriding in alice's name",
+    );
+    override_as(bob.clone(), "bob").await.expect("bob overrides");
+    let st = wait_status(
+        &ns,
+        "acct",
+        "the override lets v3 go on to its approval gate",
+        POD_TIMEOUT,
+        |s| s.freeze_override.is_some() && s.pause_reason == Some(PauseReason::AwaitingApproval),
+    )
+    .await;
+    let o = st.freeze_override.unwrap();
+    assert_eq!(
+        (o.by.as_str(), o.reason.as_str(), o.revision.as_str()),
+        ("bob", "hotfix INC-7", v3.as_str())
+    );
+    assert_eq!(st.freeze, None);
+    assert!(
+        has_event(&ns, "FreezeOverridden", "by bob: hotfix INC-7").await,
+        "{:?}",
+        events(&ns).await
+    );
+    assert_eq!(pod_versions(&ns, "acct", true).await, ["v3"]);
     ns.finish(controller).await;
 }
