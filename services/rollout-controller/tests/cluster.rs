@@ -161,6 +161,8 @@ fn rand_suffix() -> u64 {
 struct Controller {
     stop: CancellationToken,
     handle: tokio::task::JoinHandle<()>,
+    /// Shared with the running controller: its reconcile counter shows a busy loop.
+    metrics: ControllerMetrics,
 }
 
 impl Controller {
@@ -173,8 +175,12 @@ impl Controller {
             instance: lease.as_ref().map(|l| l.identity.clone()),
             lease,
         };
-        let handle = tokio::spawn(app::run(client.clone(), settings, metrics, stop.clone()));
-        Self { stop, handle }
+        let handle = tokio::spawn(app::run(client.clone(), settings, metrics.clone(), stop.clone()));
+        Self {
+            stop,
+            handle,
+            metrics,
+        }
     }
 
     /// Graceful stop: releases the Lease.
@@ -1002,13 +1008,34 @@ async fn a_release_that_reaches_a_freeze_window_waits_and_resumes_after_it() {
         Duration::from_secs(10),
         has_event(&ns, "Frozen", "settlement-cutoff").await
     );
-    // Nothing advances while it lasts: still step 1 and one canary pod a few seconds later.
+    // Nothing advances while it lasts, and nothing polls: still step 1 and one canary pod two
+    // seconds later, the status unchanged and (almost) no reconcile in between.
+    let version = ns
+        .api::<Rollout>()
+        .get("ledger")
+        .await
+        .unwrap()
+        .resource_version();
+    let reconciles = controller.metrics.reconciles.get();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let st = status(&ns, "ledger").await;
     if chrono::Utc::now() < end - chrono::Duration::milliseconds(500) {
         assert_eq!(st.current_step_index, Some(1), "advanced inside the window");
         assert_eq!(st.desired_weight, 33);
         assert_eq!(pod_versions(&ns, "ledger", true).await, ["v2"]);
+        assert_eq!(
+            ns.api::<Rollout>()
+                .get("ledger")
+                .await
+                .unwrap()
+                .resource_version(),
+            version,
+            "no status churn while held"
+        );
+        let during = controller.metrics.reconciles.get() - reconciles;
+        assert!(during <= 3, "{during} reconciles in 2 s while held: a busy loop");
+    } else {
+        eprintln!("the machine is slow: the window nearly ended before the hold was checked");
     }
 
     // After the window the release goes on by itself (requeued for the window's end) and is
@@ -1503,5 +1530,32 @@ async fn an_approval_by_the_release_author_is_refused_and_one_by_another_person_
         events(&ns).await
     );
     assert_eq!(pod_versions(&ns, "acct", true).await, ["v3"]);
+
+    // `undo` rewrites the template: the controller does it in its own name, which the admission
+    // policy admits (the canary's template change from v2 to v3 above went through it too).
+    request(&ns, "acct", "undo").await;
+    wait_status(
+        &ns,
+        "acct",
+        "back on v2 after undo",
+        Duration::from_secs(60),
+        |s| s.phase == Phase::Healthy && s.canary_revision.is_none(),
+    )
+    .await;
+    assert_eq!(current_hash(&ns, "acct").await, v2);
+    let me = Api::<k8s_openapi::api::authentication::v1::SelfSubjectReview>::all(client.clone())
+        .create(&PostParams::default(), &Default::default())
+        .await
+        .unwrap()
+        .status
+        .and_then(|s| s.user_info?.username)
+        .unwrap();
+    let d = ns.api::<Deployment>().get("acct").await.unwrap();
+    assert_eq!(
+        d.annotations().get("payplane.io/released-by"),
+        Some(&me),
+        "undo is released by the controller's identity"
+    );
+    assert!(has_event(&ns, "Undo", "template set to revision").await);
     ns.finish(controller).await;
 }
