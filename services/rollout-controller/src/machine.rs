@@ -218,6 +218,10 @@ struct Planner<'a> {
     approval_used: bool,
     override_used: bool,
     prev_freeze: Option<FreezeHold>,
+    /// The approval step that was pending, visibly, before this plan (same revision): only it
+    /// can be approved, so that an approval never lands on a gate (or a release) its author did
+    /// not see.
+    pending_gate: Option<u32>,
 }
 
 impl Planner<'_> {
@@ -257,7 +261,7 @@ impl Planner<'_> {
             && !self.approval_used
         {
             let note = format!(
-                "approval by {} ignored: no approval step is pending (phase {:?})",
+                "approval by {} ignored: no approval step was pending (phase {:?})",
                 a.by, self.st.phase
             );
             self.event(EventType::Warning, "ApprovalIgnored", note);
@@ -504,6 +508,11 @@ pub fn plan(strategy: &CanaryStrategy, prev: &RolloutStatus, obs: &Observed, dea
         approval_used: false,
         override_used: false,
         prev_freeze: prev.freeze.clone(),
+        pending_gate: prev.current_step_index.filter(|_| {
+            prev.pause_reason == Some(PauseReason::AwaitingApproval)
+                && prev.canary_revision.as_deref() == Some(obs.template_hash.as_str())
+                && !prev.abort
+        }),
     };
     let hash = obs.template_hash.clone();
     let now = obs.now;
@@ -856,7 +865,11 @@ pub fn plan(strategy: &CanaryStrategy, prev: &RolloutStatus, obs: &Observed, dea
         } else if let Some(gate) = &step.approval {
             if p.st.approvals.iter().any(|a| a.step == index as u32) {
                 true
-            } else if let Some(a) = &obs.approval {
+            } else if let Some(a) = obs
+                .approval
+                .as_ref()
+                .filter(|_| p.pending_gate == Some(index as u32))
+            {
                 p.approval_used = true;
                 match check_approval(gate, a, p.st.released_by.as_deref(), obs.identity_enforced) {
                     Ok(()) => {
@@ -1971,6 +1984,19 @@ mod tests {
         );
         assert_eq!(p.status.current_step_index, Some(1));
         assert!(p.status.conditions.iter().any(|c| c.reason == "AuthorUnknown"));
+        // An approval that arrives as the gate is reached (not yet shown as pending) is ignored:
+        // its author cannot have seen this gate.
+        let p = run(
+            &s,
+            &st,
+            &Observed {
+                approval: Some(approve("bob")),
+                ..ready.clone()
+            },
+        );
+        assert_eq!(p.status.pause_reason, Some(PauseReason::AwaitingApproval));
+        assert!(p.status.approvals.is_empty());
+        assert!(reasons(&p).contains(&"ApprovalIgnored"), "{:?}", reasons(&p));
         // An approval with no gate pending is ignored (and said so).
         let p = run(
             &s,
