@@ -781,6 +781,11 @@ pub fn plan(strategy: &CanaryStrategy, prev: &RolloutStatus, obs: &Observed, dea
         if desired != obs.canary_replicas || !obs.canary_current {
             let more = desired > obs.canary_replicas || (!obs.canary_current && desired > 0);
             if more && let Some(hold) = &frozen {
+                if !obs.canary_current && obs.canary_replicas > 0 {
+                    // The pods of a superseded revision would serve on, unanalysed, through the
+                    // freeze: removing them is a rollback, which a freeze allows.
+                    p.actions.push(Action::ScaleCanary(0));
+                }
                 return p.hold(hold.clone(), &format!("step {index} (a larger or new canary)"));
             }
             p.actions.push(Action::ScaleCanary(desired));
@@ -2068,6 +2073,36 @@ mod tests {
             },
         );
         assert_eq!(p.status.current_step_index, Some(2));
+    }
+
+    #[test]
+    fn a_revision_superseded_during_a_freeze_loses_its_canary_and_the_new_one_waits() {
+        let s = strategy(vec![weight(20), pause_forever()]);
+        let st = run(&s, &healthy("a"), &obs("b", 0)).status;
+        let st = run(
+            &s,
+            &st,
+            &Observed {
+                canary_ready: 1,
+                canary_replicas: 1,
+                ..obs("b", 1)
+            },
+        )
+        .status;
+        let p = run(
+            &s,
+            &st,
+            &Observed {
+                canary_ready: 0,
+                canary_replicas: 1,
+                canary_current: false,
+                freeze: frozen_until(100),
+                ..obs("c", 2)
+            },
+        );
+        assert_eq!(p.status.canary_revision.as_deref(), Some("c"));
+        assert_eq!(scales(&p), [0], "b's pods go, c gets none");
+        assert_eq!(p.status.pause_reason, Some(PauseReason::FreezeWindow));
     }
 
     #[test]
