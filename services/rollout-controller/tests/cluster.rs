@@ -1290,8 +1290,17 @@ async fn release_as(
         .map(|_| ())
 }
 
-async fn approve_as(user: &Client, ns: &TestNs, rollout: &str, approved_by: &str) -> Result<(), kube::Error> {
-    let patch = json!({"metadata": {"annotations": {"payplane.io/approved-by": approved_by}}});
+async fn approve_as(
+    user: &Client,
+    ns: &TestNs,
+    rollout: &str,
+    approved_by: &str,
+    groups: Option<&str>,
+) -> Result<(), kube::Error> {
+    let mut patch = json!({"metadata": {"annotations": {"payplane.io/approved-by": approved_by}}});
+    if let Some(g) = groups {
+        patch["metadata"]["annotations"]["payplane.io/approver-groups"] = json!(g);
+    }
     Api::<Rollout>::namespaced(user.clone(), &ns.name)
         .patch(rollout, &PatchParams::default(), &Patch::Merge(patch))
         .await
@@ -1352,7 +1361,8 @@ async fn an_approval_by_the_release_author_is_refused_and_one_by_another_person_
     let gate = CanaryStep {
         approval: Some(ApprovalStep {
             require_different_person: true,
-            approvers: vec![],
+            // alice by name (so that four eyes, not the list, refuses her), bob by his group.
+            approvers: vec!["alice".into(), "group:release-managers".into()],
         }),
         ..Default::default()
     };
@@ -1394,11 +1404,15 @@ async fn an_approval_by_the_release_author_is_refused_and_one_by_another_person_
 
     // An approval in someone else's name is refused by the apiserver.
     assert_denied_by_policy(
-        approve_as(&alice, &ns, "acct", "bob").await,
+        approve_as(&alice, &ns, "acct", "bob", None).await,
         "alice approving as bob",
     );
     // alice approves her own release: admitted (it is her name), refused by the controller.
-    approve_as(&alice, &ns, "acct", "alice")
+    assert_denied_by_policy(
+        approve_as(&alice, &ns, "acct", "alice", Some("release-managers")).await,
+        "alice claiming a group she is not in",
+    );
+    approve_as(&alice, &ns, "acct", "alice", None)
         .await
         .expect("alice's own approval is admitted");
     let st = wait_status(
@@ -1436,8 +1450,36 @@ async fn an_approval_by_the_release_author_is_refused_and_one_by_another_person_
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(status(&ns, "acct").await.current_step_index, Some(1));
 
-    // bob approves: accepted, recorded, the release goes on to promotion.
-    approve_as(&bob, &ns, "acct", "bob").await.expect("bob approves");
+    // bob without naming his group is not on the list; with it he is: accepted, recorded, the
+    // release goes on to promotion.
+    approve_as(&bob, &ns, "acct", "bob", None)
+        .await
+        .expect("bob's approval is admitted");
+    wait_status(
+        &ns,
+        "acct",
+        "bob without his group refused",
+        Duration::from_secs(20),
+        |s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == "Approval" && c.reason == "NotAnApprover")
+        },
+    )
+    .await;
+    wait!(
+        "the refused approval was consumed",
+        Duration::from_secs(10),
+        !ns.api::<Rollout>()
+            .get("acct")
+            .await
+            .unwrap()
+            .annotations()
+            .contains_key("payplane.io/approved-by")
+    );
+    approve_as(&bob, &ns, "acct", "bob", Some("release-managers"))
+        .await
+        .expect("bob approves");
     let st = wait_status(&ns, "acct", "approved by bob", Duration::from_secs(20), |s| {
         s.current_step_index.unwrap_or(0) >= 2 || s.phase == Phase::Healthy
     })
