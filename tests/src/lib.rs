@@ -2,3 +2,4 @@
 
 pub mod helm;
 pub mod kube;
+pub mod platform;

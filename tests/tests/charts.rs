@@ -177,3 +177,66 @@ fn bad_values_fail_with_a_message_naming_the_value() {
     let err = template("acc", "accounting", &[]).unwrap_err();
     assert!(err.contains("database.existingSecret"), "{err}");
 }
+
+#[test]
+fn a_service_with_rollouts_on_gets_a_rollout_of_its_own_deployment() {
+    let mut sets = INSTALL.to_vec();
+    sets.extend(["accounting.rollout.enabled=true", "routing.rollout.enabled=true"]);
+    let docs = template("pp", "payplane", &sets).unwrap_or_else(|e| panic!("helm template failed:\n{e}"));
+    let rollouts = of_kind(&docs, "Rollout");
+    assert_eq!(rollouts.len(), 2, "only the services that asked for one");
+    let accounting = find(&docs, "Rollout", "pp-accounting").unwrap();
+    assert_eq!(accounting["apiVersion"], "payplane.io/v1alpha1");
+    assert_eq!(accounting["spec"]["deploymentName"], "pp-accounting");
+    let canary = &accounting["spec"]["strategy"]["canary"];
+    assert_eq!(canary["steps"][0]["setWeight"], 33);
+    let metrics = canary["analysis"]["inline"]["metrics"].as_array().unwrap();
+    assert_eq!(
+        metrics[0]["provider"]["scrape"]["grpcService"],
+        "payplane.accounting.v1.LedgerService"
+    );
+    // The ledger guard's address is this release's accounting, rendered through tpl.
+    assert_eq!(
+        metrics[1]["provider"]["ledgerInvariants"]["address"],
+        "http://pp-accounting-headless.payments.svc.cluster.local:50051"
+    );
+    let routing = find(&docs, "Rollout", "pp-routing").unwrap();
+    let routing_metrics = routing["spec"]["strategy"]["canary"]["analysis"]["inline"]["metrics"]
+        .as_array()
+        .unwrap();
+    assert_eq!(routing_metrics.len(), 1, "no ledger guard outside accounting");
+    assert!(of_kind(&rendered(), "Rollout").is_empty(), "off by default");
+}
+
+#[test]
+fn the_rollout_controller_chart_grants_what_the_controller_does_and_elects_a_leader() {
+    let docs = template("rc", "rollout-controller", &["global.image.tag=1.8.0"])
+        .unwrap_or_else(|e| panic!("helm template failed:\n{e}"));
+    let d = find(&docs, "Deployment", "rc-rollout-controller").unwrap();
+    assert_eq!(d["spec"]["replicas"], 2);
+    let c = &d["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(c["image"], "payplane/rollout-controller:1.8.0");
+    assert_eq!(env_value(d, "LEADER_ELECT").unwrap()["value"], "true");
+    assert_eq!(
+        env_value(d, "POD_NAMESPACE").unwrap()["valueFrom"]["fieldRef"]["fieldPath"],
+        "metadata.namespace"
+    );
+    let role = find(&docs, "ClusterRole", "rc-rollout-controller").unwrap();
+    let grants = |group: &str, resource: &str, verb: &str| {
+        role["rules"].as_array().unwrap().iter().any(|r| {
+            r["apiGroups"].as_array().unwrap().iter().any(|g| g == group)
+                && r["resources"].as_array().unwrap().iter().any(|x| x == resource)
+                && r["verbs"].as_array().unwrap().iter().any(|v| v == verb)
+        })
+    };
+    assert!(grants("payplane.io", "rollouts/status", "patch"));
+    assert!(grants("apps", "deployments", "create"));
+    assert!(grants("apps", "controllerrevisions", "create"));
+    assert!(grants("", "pods", "list"), "the built-in scrape lists pods");
+    assert!(!grants("", "secrets", "get"), "no access to Secrets");
+    let lease_role = find(&docs, "Role", "rc-rollout-controller-leader-election").unwrap();
+    assert_eq!(lease_role["rules"][0]["resources"][0], "leases");
+
+    let bad = template("rc", "rollout-controller", &["replicaCount=0"]).unwrap_err();
+    assert!(bad.contains("replicaCount"), "{bad}");
+}

@@ -128,6 +128,11 @@ spec:
 ---
 {{ $np }}
 {{- end }}
+{{- $ro := include "payplane.rollout" . | trim }}
+{{- if $ro }}
+---
+{{ $ro }}
+{{- end }}
 {{- $sm := include "payplane.serviceMonitor" . | trim }}
 {{- if $sm }}
 ---

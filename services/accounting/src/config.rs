@@ -42,4 +42,11 @@ pub struct Config {
     /// How often the invariant gauge is refreshed (a full scan of the ledger; 0 = never).
     #[arg(long, env = "INVARIANT_CHECK_INTERVAL", default_value = "60s", value_parser = parse_duration)]
     pub invariant_check_interval: Duration,
+
+    /// Release drills only: every write transaction posts one minor unit less to one account's
+    /// credits than its transfers say, a rounding bug that no call fails on and only the
+    /// ledger's invariant check (the rollout's guard) can see.
+    #[arg(long, env = "FAULT_LOSE_MINOR_UNIT", default_value_t = false, action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub fault_lose_minor_unit: bool,
 }

@@ -32,6 +32,7 @@ pub fn start(pool: PgPool, config: &Config, metrics: &payplane_runtime::Metrics)
             max_events: config.group_max_events.max(domain::BATCH_MAX),
             window: config.group_window,
             expire_limit: config.expire_limit,
+            fault_lose_minor_unit: config.fault_lose_minor_unit,
         },
         Box::new(move |stats, requests, elapsed| observer_metrics.record_group(stats, requests, elapsed)),
     );

@@ -8,6 +8,9 @@ use payplane_runtime::{GrpcServer, config, database, telemetry};
 async fn main() -> anyhow::Result<()> {
     let config: Config = config::parse(env!("CARGO_PKG_VERSION"));
     let telemetry = telemetry::init("accounting", &config.runtime)?;
+    if config.fault_lose_minor_unit {
+        tracing::warn!("FAULT INJECTION ON (FAULT_LOSE_MINOR_UNIT): every write loses a minor unit");
+    }
     let pool = database::connect_and_migrate(&config.database, &MIGRATOR).await?;
     let server = GrpcServer::new("accounting", &config.runtime.server)
         .with_telemetry(telemetry)

@@ -310,3 +310,35 @@ async fn reqwest_metrics(addr: &str) -> String {
     s.read_to_string(&mut body).await.unwrap();
     body
 }
+
+/// The release-drill fault `FAULT_LOSE_MINOR_UNIT`: every call succeeds, yet the invariant
+/// check (the rollout's ledger guard) sees the lost unit.
+#[tokio::test]
+async fn a_version_that_loses_a_minor_unit_is_caught_by_the_invariant_check_alone() {
+    let db = database("acct_drill").await;
+    let service = start(&db, &[("FAULT_LOSE_MINOR_UNIT", "true".into())]).await;
+    let mut c = client(&service).await;
+    let accounts = [
+        account(1, 1, AccountFlags::default()),
+        account(2, 1, AccountFlags::default()),
+    ];
+    assert_eq!(create_accounts(&mut c, &accounts).await, vec![]);
+    assert_eq!(
+        create_transfers(&mut c, &[transfer(10, 1, 2, 500)])
+            .await
+            .expect("the call succeeds"),
+        vec![]
+    );
+    let r = c
+        .check_invariants(pb::CheckInvariantsRequest { ledger: 1 })
+        .await
+        .expect("check_invariants")
+        .into_inner();
+    assert!(!r.ok, "the lost unit must be seen: {r:?}");
+    assert!(
+        r.violations
+            .iter()
+            .any(|v| v.kind == pb::InvariantViolationKind::AccountBalanceMismatch as i32),
+        "{r:?}"
+    );
+}

@@ -12,6 +12,8 @@ use clap::{
     error::{ContextKind, ContextValue, ErrorKind},
 };
 
+use crate::fault::FaultArgs;
+
 /// Default gRPC listen address.
 pub const DEFAULT_GRPC_ADDR: &str = "0.0.0.0:50051";
 /// Default admin HTTP (metrics, probes) listen address.
@@ -64,6 +66,9 @@ pub struct ServerArgs {
     /// Time to wait for a keepalive ping acknowledgement before closing the connection.
     #[arg(long, env = "GRPC_KEEPALIVE_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
     pub grpc_keepalive_timeout: Duration,
+
+    #[command(flatten)]
+    pub faults: FaultArgs,
 }
 
 impl ServerArgs {
@@ -79,6 +84,7 @@ impl ServerArgs {
             max_connection_age: Duration::from_secs(30),
             grpc_keepalive_interval: Duration::from_secs(10),
             grpc_keepalive_timeout: Duration::from_secs(20),
+            faults: FaultArgs::default(),
         }
     }
 }

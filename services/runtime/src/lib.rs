@@ -55,6 +55,7 @@ pub mod config;
 #[cfg(feature = "postgres")]
 pub mod database;
 pub mod error;
+pub mod fault;
 pub mod grpc_tracing;
 pub mod metrics;
 mod observe;

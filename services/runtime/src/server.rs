@@ -17,6 +17,7 @@ use crate::{
     admin::{self, Readiness},
     config::ServerArgs,
     error::{Error, Result},
+    fault::FaultLayer,
     grpc_tracing::ServerTraceLayer,
     metrics::{GrpcMetricsLayer, Metrics},
     shutdown::Shutdown,
@@ -207,7 +208,12 @@ impl GrpcServer {
                 self.metrics.clone(),
                 advertised.iter().cloned(),
             ))
+            // Inside the metrics layer: injected failures are counted like real ones.
+            .layer(FaultLayer::new(self.args.faults.clone()))
             .into_inner();
+        if self.args.faults.is_active() {
+            tracing::warn!(faults = ?self.args.faults, "FAULT INJECTION ON: this server fails or delays calls on purpose");
+        }
         let router = tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .http2_keepalive_interval(Some(self.args.grpc_keepalive_interval))

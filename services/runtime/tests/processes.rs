@@ -70,6 +70,10 @@ async fn other_bad_values_name_their_setting_and_good_ones_pass() {
         (("LOG_FORMAT", "xml"), "LOG_FORMAT (--log-format)"),
         (("DRAIN_TIMEOUT", "soon"), "DRAIN_TIMEOUT (--drain-timeout)"),
         (("CLIENT_RESOLVE_INTERVAL", "-1s"), "CLIENT_RESOLVE_INTERVAL"),
+        (
+            ("CLIENT_HEALTH_CHECK", "sometimes"),
+            "CLIENT_HEALTH_CHECK (--client-health-check)",
+        ),
         (("RUST_LOG", "info,foo=notalevel"), "RUST_LOG (--log-level)"),
     ];
     for (var, named) in cases {

@@ -19,6 +19,8 @@ pub struct GroupConfig {
     pub window: Duration,
     /// Expire at most this many pending transfers per transaction.
     pub expire_limit: usize,
+    /// Release drills only: see [`crate::config::Config::fault_lose_minor_unit`].
+    pub fault_lose_minor_unit: bool,
 }
 
 struct Submission {
@@ -75,7 +77,7 @@ async fn run(pool: PgPool, config: GroupConfig, mut rx: mpsc::Receiver<Submissio
         }
         let jobs: Vec<&Job> = group.iter().map(|s| &s.job).collect();
         let started = std::time::Instant::now();
-        match apply_group(&pool, &jobs, config.expire_limit).await {
+        match apply_group(&pool, &jobs, config.expire_limit, config.fault_lose_minor_unit).await {
             Ok((results, stats)) => {
                 observer(&stats, group.len(), started.elapsed());
                 for (s, r) in group.into_iter().zip(results) {

@@ -52,6 +52,7 @@ pub async fn apply_group(
     pool: &PgPool,
     jobs: &[&Job],
     expire_limit: usize,
+    fault_lose_minor_unit: bool,
 ) -> Result<(Vec<JobResult>, GroupStats), sqlx::Error> {
     let events: usize = jobs.iter().map(|j| j.events()).sum();
     // One timestamp for the expiry pass, one per event.
@@ -100,7 +101,7 @@ pub async fn apply_group(
         // Nothing to write (all retries or failures): don't pay for a commit's WAL flush.
         tx.rollback().await?;
     } else {
-        write_changes(&mut tx, &state, &changes).await?;
+        write_changes(&mut tx, &state, &changes, fault_lose_minor_unit).await?;
         tx.commit().await?;
     }
     Ok((results, stats))
@@ -205,6 +206,7 @@ async fn write_changes(
     tx: &mut Transaction<'static, Postgres>,
     state: &State,
     changes: &Changes,
+    fault_lose_minor_unit: bool,
 ) -> Result<(), sqlx::Error> {
     let created_accounts: HashSet<Id> = changes.accounts_created.iter().copied().collect();
     if !changes.accounts_created.is_empty() {
@@ -293,7 +295,11 @@ async fn write_changes(
         let dp: Vec<i64> = touched.iter().map(|a| a.debits_pending as i64).collect();
         let dpo: Vec<i64> = touched.iter().map(|a| a.debits_posted as i64).collect();
         let cp: Vec<i64> = touched.iter().map(|a| a.credits_pending as i64).collect();
-        let cpo: Vec<i64> = touched.iter().map(|a| a.credits_posted as i64).collect();
+        let mut cpo: Vec<i64> = touched.iter().map(|a| a.credits_posted as i64).collect();
+        if fault_lose_minor_unit && let Some(first) = cpo.iter_mut().find(|c| **c > 0) {
+            // The injected rounding bug: one account's posted credits come out a unit short.
+            *first -= 1;
+        }
         sqlx::query(
             "UPDATE accounts a SET debits_pending = u.dp, debits_posted = u.dpo, \
                credits_pending = u.cp, credits_posted = u.cpo \

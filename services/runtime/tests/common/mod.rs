@@ -244,6 +244,8 @@ pub struct TestServer {
     pub grpc: SocketAddr,
     pub admin: SocketAddr,
     pub shutdown: Shutdown,
+    /// Sets what its `grpc.health.v1` reports (shutdown sets NOT_SERVING too).
+    pub health: tonic_health::server::HealthReporter,
     pub task: tokio::task::JoinHandle<payplane_runtime::Result<()>>,
 }
 
@@ -291,11 +293,13 @@ pub async fn start(name: &str, ip: [u8; 4], tweak: impl FnOnce(&mut ServerArgs))
         listeners.admin_addr().expect("addr"),
     );
     let shutdown = server.shutdown_handle();
+    let health = server.health_reporter();
     let task = tokio::spawn(server.serve_with(listeners));
     TestServer {
         grpc,
         admin,
         shutdown,
+        health,
         task,
     }
 }
