@@ -219,7 +219,10 @@ pub struct DateRange {
     group = "payplane.io",
     version = "v1alpha1",
     kind = "FreezePolicy",
-    shortname = "fp"
+    shortname = "fp",
+    status = "FreezePolicyStatus",
+    printcolumn = r#"{"name":"Valid","type":"string","jsonPath":".status.conditions[?(@.type==\"Valid\")].status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
 pub struct FreezePolicySpec {
@@ -228,6 +231,17 @@ pub struct FreezePolicySpec {
     pub namespace_selector: Option<NamespaceSelector>,
     #[serde(default)]
     pub windows: Vec<FreezeWindow>,
+}
+
+/// Written by the controller: a `Valid` condition naming every field in error (a policy that is
+/// not valid holds the Rollouts it applies to).
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FreezePolicyStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]

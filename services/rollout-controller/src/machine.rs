@@ -453,7 +453,7 @@ impl Planner<'_> {
     }
 }
 
-fn set_condition(
+pub fn set_condition(
     conditions: &mut Vec<Condition>,
     type_: &str,
     status: bool,

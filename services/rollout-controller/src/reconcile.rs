@@ -39,7 +39,7 @@ use crate::{
     crd::{
         APPROVED_BY_ANNOTATION, APPROVER_GROUPS_ANNOTATION, AnalysisPhase, AnalysisTemplate,
         AnalysisTemplateSpec, FINALIZER, FREEZE_OVERRIDE_ANNOTATION, FREEZE_OVERRIDE_BY_ANNOTATION,
-        FreezePolicy, GOVERNANCE_ENFORCED, GOVERNANCE_LABEL, MetricStatus, NextFreeze,
+        FreezePolicy, FreezePolicyStatus, GOVERNANCE_ENFORCED, GOVERNANCE_LABEL, MetricStatus, NextFreeze,
         RELEASED_BY_ANNOTATION, REQUEST_ANNOTATION, REVISION_HASH_ANNOTATION, ROLLOUT_LABEL, Rollout,
         RolloutSpec, RolloutStatus, TRACK_LABEL,
     },
@@ -132,8 +132,15 @@ impl Context {
     }
 }
 
-/// Runs the controller until `stop`: over all namespaces, or one (`namespace`, tests).
-pub async fn run(ctx: Arc<Context>, namespace: Option<String>, stop: CancellationToken) {
+/// Runs the controller until `stop`: over all namespaces, or one (`namespace`, tests); and the
+/// FreezePolicies' status (those matching `policy_selector`, a label selector; None: all).
+pub async fn run(
+    ctx: Arc<Context>,
+    namespace: Option<String>,
+    policy_selector: Option<String>,
+    stop: CancellationToken,
+) {
+    let policies = run_freeze_policies(ctx.clone(), policy_selector, stop.clone());
     let client = ctx.client.clone();
     let (rollouts, deployments) = match &namespace {
         Some(ns) => (
@@ -145,7 +152,7 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>, stop: Cancellatio
             Api::<Deployment>::all(client.clone()),
         ),
     };
-    Controller::new(rollouts, watcher::Config::default().any_semantic())
+    let rollouts = Controller::new(rollouts, watcher::Config::default().any_semantic())
         // Both the referenced Deployment and the canary carry the `payplane.io/rollout`
         // annotation (set by this controller): one watch maps either back to its Rollout.
         .watches(deployments, watcher::Config::default(), |d: Deployment| {
@@ -168,8 +175,80 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>, stop: Cancellatio
             if let Err(e) = res {
                 tracing::debug!(error = %e, "reconcile failed");
             }
+        });
+    futures::join!(rollouts, policies);
+}
+
+/// Keeps each FreezePolicy's `Valid` condition: the problems of its windows, by field.
+async fn run_freeze_policies(ctx: Arc<Context>, selector: Option<String>, stop: CancellationToken) {
+    let mut config = watcher::Config::default().any_semantic();
+    if let Some(s) = &selector {
+        config = config.labels(s);
+    }
+    Controller::new(Api::<FreezePolicy>::all(ctx.client.clone()), config)
+        .graceful_shutdown_on(async move { stop.cancelled().await })
+        .run(reconcile_policy, policy_error_policy, ctx)
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "FreezePolicy reconcile failed");
+            }
         })
         .await;
+}
+
+fn policy_error_policy(_policy: Arc<FreezePolicy>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics
+        .reconcile_errors
+        .get_or_create(&ErrorLabels {
+            error: error.metric_label(),
+        })
+        .inc();
+    tracing::warn!(error = %error, "FreezePolicy status not written; retrying");
+    Action::requeue(Duration::from_secs(10))
+}
+
+async fn reconcile_policy(policy: Arc<FreezePolicy>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if !ctx.leadership.is_leader() {
+        return Ok(Action::requeue(NOT_LEADER_RECHECK));
+    }
+    let status = freeze_policy_status(&policy, Utc::now());
+    if policy.status.as_ref() != Some(&status) {
+        let body = json!({
+            "apiVersion": "payplane.io/v1alpha1",
+            "kind": "FreezePolicy",
+            "metadata": { "name": policy.name_any() },
+            "status": status,
+        });
+        Api::<FreezePolicy>::all(ctx.client.clone())
+            .patch_status(
+                &policy.name_any(),
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(body),
+            )
+            .await?;
+    }
+    Ok(Action::await_change())
+}
+
+/// The status a FreezePolicy should have: `Valid` True, or False naming the fields.
+pub fn freeze_policy_status(policy: &FreezePolicy, now: chrono::DateTime<Utc>) -> FreezePolicyStatus {
+    let mut status = policy.status.clone().unwrap_or_default();
+    let (_, problems) = freeze::parse(&policy.spec.windows, "spec.windows", "");
+    let (valid, reason, message) = if problems.is_empty() {
+        (true, "Valid", format!("{} window(s)", policy.spec.windows.len()))
+    } else {
+        (
+            false,
+            "InvalidWindows",
+            format!(
+                "{}; the Rollouts this policy applies to are held until it is fixed",
+                validate::message(&problems)
+            ),
+        )
+    };
+    machine::set_condition(&mut status.conditions, "Valid", valid, reason, message, now);
+    status.observed_generation = policy.metadata.generation;
+    status
 }
 
 fn error_policy(_rollout: Arc<Rollout>, error: &Error, ctx: Arc<Context>) -> Action {
@@ -1096,5 +1175,31 @@ mod tests {
             "{message}"
         );
         assert_eq!(freeze_state(&spec, &broken, &dev, now).0, Freeze::None);
+    }
+
+    #[test]
+    fn a_freeze_policy_gets_a_valid_condition_naming_the_fields() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-12-24T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let good = policy("good", None, "2026-12-24", "2026-12-26", "UTC");
+        let st = freeze_policy_status(&good, now);
+        assert_eq!(
+            (st.conditions[0].type_.as_str(), st.conditions[0].status.as_str()),
+            ("Valid", "True")
+        );
+        let mut bad = policy("bad", None, "2026-12-26T10:00", "2026-12-24", "Mars/Base");
+        bad.status = Some(st);
+        let st = freeze_policy_status(&bad, now);
+        let c = &st.conditions[0];
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("False", "InvalidWindows")
+        );
+        assert!(c.message.contains("spec.windows[0].timeZone"), "{}", c.message);
+        assert!(c.message.contains("spec.windows[0].dates.end"), "{}", c.message);
+        // Unchanged input, unchanged status (no churn).
+        bad.status = Some(st.clone());
+        assert_eq!(freeze_policy_status(&bad, now), st);
     }
 }

@@ -171,6 +171,8 @@ impl Controller {
         let metrics =
             ControllerMetrics::register(&payplane_runtime::Metrics::new("rollout-controller", "test"));
         let settings = app::Settings {
+            // The FreezePolicies of this test only (they are cluster-scoped).
+            freeze_policy_selector: Some(format!("payplane.io/test-ns={ns}")),
             namespace: Some(ns.to_owned()),
             instance: lease.as_ref().map(|l| l.identity.clone()),
             lease,
@@ -976,6 +978,11 @@ async fn a_release_that_reaches_a_freeze_window_waits_and_resumes_after_it() {
             windows: vec![dated_window("settlement-cutoff", "Asia/Shanghai", start, end)],
         },
     );
+    let mut policy = policy;
+    policy.metadata.labels = Some(BTreeMap::from([(
+        "payplane.io/test-ns".to_owned(),
+        ns.name.clone(),
+    )]));
     let policies: Api<FreezePolicy> = Api::all(client.clone());
     policies
         .create(&PostParams::default(), &policy)
@@ -1059,6 +1066,67 @@ async fn a_release_that_reaches_a_freeze_window_waits_and_resumes_after_it() {
     })
     .await;
     assert!(has_event(&ns, "FreezeEnded", "settlement-cutoff").await);
+    // The policies' own status: Valid, or not with the fields named (this one selects no
+    // namespace, so it holds nothing).
+    let valid = |name: String| {
+        let policies = policies.clone();
+        async move {
+            policies
+                .get(&name)
+                .await
+                .ok()
+                .and_then(|p| p.status)
+                .and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "Valid"))
+        }
+    };
+    wait!(
+        "the policy is Valid",
+        Duration::from_secs(20),
+        valid(policy_name.clone())
+            .await
+            .is_some_and(|c| c.status == "True")
+    );
+    let mut broken = FreezePolicy::new(
+        &format!("{}-broken", ns.name),
+        FreezePolicySpec {
+            namespace_selector: Some(NamespaceSelector {
+                match_labels: BTreeMap::from([("payplane.io/no-such-label".to_owned(), "x".to_owned())]),
+            }),
+            windows: vec![FreezeWindow {
+                name: "typo".into(),
+                time_zone: Some("Asia/Beijing".into()),
+                dates: Some(DateRange {
+                    start: "2026-12-26".into(),
+                    end: "2026-12-24".into(),
+                }),
+                ..Default::default()
+            }],
+        },
+    );
+    broken.metadata.labels = policy.metadata.labels.clone();
+    policies
+        .create(&PostParams::default(), &broken)
+        .await
+        .expect("create the broken FreezePolicy");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let condition = loop {
+        if let Some(c) = valid(broken.name_any()).await.filter(|c| c.status == "False") {
+            break c;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the broken policy never got Valid=False"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let message = condition.message;
+    assert!(
+        message.contains("spec.windows[0].timeZone") && message.contains("spec.windows[0].dates.end"),
+        "{message}"
+    );
+    let _ = policies
+        .delete(&broken.name_any(), &DeleteParams::default())
+        .await;
     // The step completed once, after the window.
     let completed: Vec<_> = events(&ns)
         .await
