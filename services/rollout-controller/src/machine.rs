@@ -932,6 +932,11 @@ pub fn plan(strategy: &CanaryStrategy, prev: &RolloutStatus, obs: &Observed, dea
                 Some(i) => match p.st.analysis_runs[i].phase {
                     AnalysisPhase::Successful => true,
                     AnalysisPhase::Inconclusive if resume => {
+                        if let Some(hold) = &frozen {
+                            // Leaving the step would advance: refused, not silently lost.
+                            p.refuse_frozen("resume", hold);
+                            return p.hold(hold.clone(), &format!("step {index}"));
+                        }
                         p.request_handled = true;
                         resume = false;
                         true
@@ -2102,6 +2107,32 @@ mod tests {
         );
         assert_eq!(p.status.canary_revision.as_deref(), Some("c"));
         assert_eq!(scales(&p), [0], "b's pods go, c gets none");
+        assert_eq!(p.status.pause_reason, Some(PauseReason::FreezeWindow));
+    }
+
+    #[test]
+    fn resuming_an_inconclusive_step_is_refused_during_a_freeze() {
+        let s = strategy(vec![weight(20), analysis_step(), weight(50)]);
+        let o = Observed {
+            canary_ready: 1,
+            canary_replicas: 1,
+            ..obs("b", 1)
+        };
+        let st = run(&s, &healthy("a"), &obs("b", 0)).status;
+        let st = run(&s, &st, &o).status;
+        let st = with_run(st, "step-1", AnalysisPhase::Inconclusive);
+        let p = run(
+            &s,
+            &st,
+            &Observed {
+                request: Some(Request::Resume),
+                freeze: frozen_until(100),
+                ..o.clone()
+            },
+        );
+        assert_eq!(p.status.current_step_index, Some(1));
+        assert!(p.request_handled);
+        assert!(reasons(&p).contains(&"RequestRefused"), "{:?}", reasons(&p));
         assert_eq!(p.status.pause_reason, Some(PauseReason::FreezeWindow));
     }
 
