@@ -1201,6 +1201,10 @@ async fn inside_a_freeze_window_promote_is_refused_and_abort_still_acts() {
 async fn user_client(admin: &Client, name: &str, groups: &[&str]) -> Client {
     let dir = std::env::temp_dir().join(format!("payplane-user-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
     let key = dir.join("key.pem");
     let csr_pem = dir.join("csr.pem");
     let openssl = |args: &[&str]| {
@@ -1297,6 +1301,8 @@ async fn user_client(admin: &Client, name: &str, groups: &[&str]) -> Client {
         cert.display(),
         key.display(),
     );
+    // Also on disk, for `kubectl --kubeconfig` while debugging (valid for the CSR's hour).
+    std::fs::write(dir.join("kubeconfig"), &yaml).unwrap();
     let kubeconfig = kube::config::Kubeconfig::from_yaml(&yaml).unwrap();
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
         .await
