@@ -20,6 +20,8 @@ pub struct Settings {
     pub lease: Option<LeaseConfig>,
     /// Event reporter instance (the pod name).
     pub instance: Option<String>,
+    /// Keep the status of the FreezePolicies matching this label selector only (tests); None: all.
+    pub freeze_policy_selector: Option<String>,
 }
 
 /// Runs until `stop`: campaigns for the Lease, reconciles while leading, and stops reconciling
@@ -47,7 +49,12 @@ pub async fn run(client: Client, settings: Settings, metrics: ControllerMetrics,
         tracing::info!("leading: starting the controller");
         let term = stop.child_token();
         let mut lost = leadership.receiver();
-        let controller = reconcile::run(ctx.clone(), settings.namespace.clone(), term.clone());
+        let controller = reconcile::run(
+            ctx.clone(),
+            settings.namespace.clone(),
+            settings.freeze_policy_selector.clone(),
+            term.clone(),
+        );
         tokio::pin!(controller);
         tokio::select! {
             () = &mut controller => {}

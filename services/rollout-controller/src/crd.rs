@@ -24,6 +24,26 @@ pub const REVISION_HASH_ANNOTATION: &str = "payplane.io/revision-hash";
 /// Labels the ControllerRevisions kept for a Rollout.
 pub const ROLLOUT_LABEL: &str = "payplane.io/rollout";
 pub const FINALIZER: &str = "rollouts.payplane.io/cleanup";
+/// On the referenced Deployment: who changed its pod template (started the release). The
+/// ValidatingAdmissionPolicy in `charts/rollout-controller/policies/` only admits a template change
+/// whose value is the requester's own user name.
+pub const RELEASED_BY_ANNOTATION: &str = "payplane.io/released-by";
+/// On the Rollout: an approval of the pending `approval` step, by the user named (enforced equal to
+/// the requester by the admission policy). Consumed by the controller.
+pub const APPROVED_BY_ANNOTATION: &str = "payplane.io/approved-by";
+/// On the Rollout, with `approved-by`: the approver's groups, comma-separated (enforced equal to
+/// the requester's groups by the admission policy); needed only for `group:` approvers.
+pub const APPROVER_GROUPS_ANNOTATION: &str = "payplane.io/approver-groups";
+/// On the Rollout: an emergency release through freeze windows, with the reason as value; honoured
+/// only with `freeze-override-by` (enforced equal to the requester). Consumed by the controller and
+/// valid for the revision in flight.
+pub const FREEZE_OVERRIDE_ANNOTATION: &str = "payplane.io/freeze-override";
+pub const FREEZE_OVERRIDE_BY_ANNOTATION: &str = "payplane.io/freeze-override-by";
+/// Namespace label: the admission policy binding enforces the identity annotations in namespaces
+/// that carry it (`enforced`). Without it approvals and overrides are refused, since their names
+/// would be free text.
+pub const GOVERNANCE_LABEL: &str = "payplane.io/governance";
+pub const GOVERNANCE_ENFORCED: &str = "enforced";
 
 /// A canary release of the Deployment `spec.deploymentName`. The controller pauses that
 /// Deployment, so a new pod template (a chart upgrade) does not roll out by itself: it becomes a
@@ -60,6 +80,10 @@ pub struct RolloutSpec {
     /// aborts. Default 600.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress_deadline_seconds: Option<u32>,
+    /// Windows in which nothing advances (abort and rollback still act), in addition to the
+    /// cluster's FreezePolicies.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub freeze_windows: Vec<FreezeWindow>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -109,6 +133,122 @@ pub struct CanaryStep {
     /// Run an analysis and advance once it succeeds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub analysis: Option<AnalysisRef>,
+    /// Wait for an approval (`payplane.io/approved-by`, set by the approver themself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalStep>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovalStep {
+    /// The approver must not be the person who started the release (`payplane.io/released-by` on
+    /// the Deployment): four eyes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_different_person: bool,
+    /// Who may approve: user names, or `group:<name>`. Empty: any user.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvers: Vec<String>,
+}
+
+/// A window in which releases do not advance. Exactly one of `daily`, `weekly`,
+/// `lastBusinessDayOfMonth`, `dates`. Times are wall-clock times in `timeZone`.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FreezeWindow {
+    pub name: String,
+    /// IANA time zone, e.g. `Asia/Shanghai`. Default `UTC`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
+    /// Every day from `start` to `end` (`HH:MM`; an end at or before the start ends the next day).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daily: Option<TimeRange>,
+    /// On the listed days (`Mon`…`Sun`), from `start` to `end` (crossing midnight as for daily).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weekly: Option<WeeklyRange>,
+    /// The last business day (Mon–Fri, not a listed holiday) of every month; the whole day unless
+    /// `start`/`end` say otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_business_day_of_month: Option<BusinessDayRange>,
+    /// A dated window: `YYYY-MM-DD` (whole days, the end day included) or `YYYY-MM-DDTHH:MM`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dates: Option<DateRange>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TimeRange {
+    /// `HH:MM`.
+    pub start: String,
+    /// `HH:MM`, or `24:00`.
+    pub end: String,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WeeklyRange {
+    /// `Mon`, `Tue`, … (or full names), the days the window starts on.
+    pub days: Vec<String>,
+    pub start: String,
+    pub end: String,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BusinessDayRange {
+    /// Default `00:00`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<String>,
+    /// Default `24:00`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<String>,
+    /// `YYYY-MM-DD` dates that are not business days.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub holidays: Vec<String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DateRange {
+    pub start: String,
+    pub end: String,
+}
+
+/// Freeze windows for the Rollouts of the selected namespaces (all when no selector).
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "payplane.io",
+    version = "v1alpha1",
+    kind = "FreezePolicy",
+    shortname = "fp",
+    status = "FreezePolicyStatus",
+    printcolumn = r#"{"name":"Valid","type":"string","jsonPath":".status.conditions[?(@.type==\"Valid\")].status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct FreezePolicySpec {
+    /// Labels the namespace must carry (all of them). Absent or empty: every namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<NamespaceSelector>,
+    #[serde(default)]
+    pub windows: Vec<FreezeWindow>,
+}
+
+/// Written by the controller: a `Valid` condition naming every field in error (a policy that is
+/// not valid holds the Rollouts it applies to).
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FreezePolicyStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NamespaceSelector {
+    #[serde(default)]
+    pub match_labels: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -365,8 +505,66 @@ pub struct RolloutStatus {
     pub revision: Option<i64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub analysis_runs: Vec<AnalysisRunStatus>,
+    /// Who started the release in flight (`payplane.io/released-by` on the Deployment when its
+    /// template changed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub released_by: Option<String>,
+    /// Approvals given for the release in flight.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvals: Vec<ApprovalRecord>,
+    /// The freeze window holding the release, while it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub freeze: Option<FreezeHold>,
+    /// The next freeze window that applies to this Rollout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_freeze: Option<NextFreeze>,
+    /// An emergency override of the freeze windows for the release in flight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub freeze_override: Option<FreezeOverride>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovalRecord {
+    /// Index of the approval step.
+    pub step: u32,
+    pub by: String,
+    pub at: String,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FreezeHold {
+    /// Name(s) of the window(s) in force now.
+    pub window: String,
+    /// Where they are defined: `FreezePolicy/<name>` or `spec.freezeWindows`.
+    pub source: String,
+    /// RFC 3339 end of the freeze (overlapping and adjacent windows merged); absent when an
+    /// invalid FreezePolicy holds the release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NextFreeze {
+    pub window: String,
+    pub source: String,
+    pub start: String,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FreezeOverride {
+    pub by: String,
+    pub reason: String,
+    /// The revision it was given for.
+    pub revision: String,
+    pub at: String,
 }
 
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
@@ -377,6 +575,10 @@ pub enum PauseReason {
     InconclusiveAnalysis,
     /// `spec.paused`.
     UserPaused,
+    /// A freeze window is in force; see `status.freeze`.
+    FreezeWindow,
+    /// An `approval` step waits for `payplane.io/approved-by`.
+    AwaitingApproval,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]

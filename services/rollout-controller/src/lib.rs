@@ -1,13 +1,14 @@
 //! payplane's rollout controller: canary releases of gRPC services judged on gRPC status,
 //! latency and the ledger's invariants.
 //!
-//! Pure parts decide: `judge` (statistics), `validate` (spec → field problems), `analysis`
-//! (measurement bookkeeping, Argo's limits) and `machine` (status + observations → status +
-//! actions). `reconcile`, `providers` and `lease` talk to the cluster; `app` wires them.
+//! Pure parts decide: `judge` (statistics), `validate` (spec → field problems), `freeze` (freeze
+//! windows: the one in force and until when), `analysis` (measurement bookkeeping, Argo's limits)
+//! and `machine` (status + observations → status + actions). `reconcile`, `providers` and `lease` talk to the cluster; `app` wires them.
 
 pub mod analysis;
 pub mod app;
 pub mod crd;
+pub mod freeze;
 pub mod judge;
 pub mod lease;
 pub mod machine;
@@ -28,6 +29,10 @@ pub fn crd_files() -> Vec<(&'static str, String)> {
         (
             "analysistemplates.payplane.io.yaml",
             to_yaml(&crd::AnalysisTemplate::crd()),
+        ),
+        (
+            "freezepolicies.payplane.io.yaml",
+            to_yaml(&crd::FreezePolicy::crd()),
         ),
     ]
 }

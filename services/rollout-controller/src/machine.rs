@@ -15,8 +15,8 @@ use chrono::{DateTime, Utc};
 use crate::{
     analysis::{self, BACKGROUND_RUN},
     crd::{
-        AnalysisPhase, AnalysisRunStatus, CanaryStep, CanaryStrategy, Condition, PauseReason, Phase,
-        RolloutStatus, Rounding,
+        AnalysisPhase, AnalysisRunStatus, ApprovalRecord, ApprovalStep, CanaryStep, CanaryStrategy,
+        Condition, FreezeHold, FreezeOverride, NextFreeze, PauseReason, Phase, RolloutStatus, Rounding,
     },
     validate::parse_duration,
 };
@@ -82,6 +82,46 @@ pub struct Observed {
     pub canary_current: bool,
     pub request: Option<Request>,
     pub spec_paused: bool,
+    /// `payplane.io/released-by` on the Deployment: who last changed its template (enforced equal
+    /// to the requester by the admission policy where the namespace is under it).
+    pub released_by: Option<String>,
+    /// The freeze in force now, from the FreezePolicies and `spec.freezeWindows` that apply.
+    pub freeze: Freeze,
+    /// The next freeze window's start, for the status.
+    pub next_freeze: Option<NextFreeze>,
+    /// An approval found on the Rollout (the reconciler removes it once seen).
+    pub approval: Option<Approval>,
+    /// An emergency override found on the Rollout (removed once seen).
+    pub freeze_override: Option<OverrideRequest>,
+    /// The namespace carries `payplane.io/governance: enforced`, so the admission policy made the
+    /// identity annotations equal to the requester's identity.
+    pub identity_enforced: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Freeze {
+    #[default]
+    None,
+    Active {
+        window: String,
+        source: String,
+        until: DateTime<Utc>,
+    },
+    /// A FreezePolicy that applies is invalid: fail closed, nothing advances until it is fixed.
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approval {
+    pub by: String,
+    /// From `payplane.io/approver-groups`.
+    pub groups: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverrideRequest {
+    pub by: String,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,11 +205,23 @@ const WAIT_FOR_PODS: Duration = Duration::from_secs(5);
 const WAIT_FOR_ANALYSIS: Duration = Duration::from_secs(1);
 const WAIT_FOR_PIN: Duration = Duration::from_millis(500);
 
+const FREEZE_RECHECK_MAX: Duration = Duration::from_secs(300);
+const INVALID_FREEZE_RECHECK: Duration = Duration::from_secs(60);
+
 struct Planner<'a> {
     obs: &'a Observed,
     st: RolloutStatus,
     actions: Vec<Action>,
     request_handled: bool,
+    /// The freeze held the release in this plan (status.freeze is set).
+    held: bool,
+    approval_used: bool,
+    override_used: bool,
+    prev_freeze: Option<FreezeHold>,
+    /// The approval step that was pending, visibly, before this plan (same revision): only it
+    /// can be approved, so that an approval never lands on a gate (or a release) its author did
+    /// not see.
+    pending_gate: Option<u32>,
 }
 
 impl Planner<'_> {
@@ -188,7 +240,42 @@ impl Planner<'_> {
         );
     }
 
-    fn done(self, requeue: Option<Duration>) -> Plan {
+    fn done(mut self, requeue: Option<Duration>) -> Plan {
+        if !self.held {
+            self.st.freeze = None;
+        }
+        match (&self.prev_freeze, &self.st.freeze) {
+            (prev, Some(now))
+                if prev.as_ref().map(|p| (&p.window, &p.until)) != Some((&now.window, &now.until)) =>
+            {
+                let note = now.message.clone().unwrap_or_default();
+                self.event(EventType::Normal, "Frozen", note);
+            }
+            (Some(prev), None) => {
+                let note = format!("no longer held by freeze window {}", prev.window);
+                self.event(EventType::Normal, "FreezeEnded", note);
+            }
+            _ => {}
+        }
+        if let Some(a) = &self.obs.approval
+            && !self.approval_used
+        {
+            let note = format!(
+                "approval by {} ignored: no approval step was pending (phase {:?})",
+                a.by, self.st.phase
+            );
+            self.event(EventType::Warning, "ApprovalIgnored", note);
+        }
+        if let Some(o) = &self.obs.freeze_override
+            && !self.override_used
+        {
+            let note = format!(
+                "freeze override by {} ignored: no release in flight (phase {:?})",
+                o.by, self.st.phase
+            );
+            self.event(EventType::Warning, "FreezeOverrideIgnored", note);
+        }
+        self.st.next_freeze = self.obs.next_freeze.clone();
         let mut st = self.st;
         st.message = match st.phase {
             Phase::Paused => st.pause_reason.map(|r| format!("paused: {r:?}")),
@@ -215,6 +302,19 @@ impl Planner<'_> {
             st.phase == Phase::Healthy,
             &format!("{:?}", st.phase),
             format!("stable {}", st.stable_revision.as_deref().unwrap_or("-")),
+            self.obs.now,
+        );
+        let (frozen_reason, frozen_message) = match &st.freeze {
+            Some(f) if f.until.is_some() => ("FreezeWindow", f.message.clone().unwrap_or_default()),
+            Some(f) => ("InvalidFreezePolicy", f.message.clone().unwrap_or_default()),
+            None => ("NotFrozen", String::new()),
+        };
+        set_condition(
+            &mut conditions,
+            "Frozen",
+            st.freeze.is_some(),
+            frozen_reason,
+            frozen_message,
             self.obs.now,
         );
         // A valid spec got this far.
@@ -246,6 +346,10 @@ impl Planner<'_> {
         self.st.aborted_revision = None;
         self.st.pause_reason = None;
         self.st.phase = Phase::Progressing;
+        self.st.released_by = self.obs.released_by.clone();
+        self.st.approvals.clear();
+        self.st.freeze_override = None;
+        self.st.conditions.retain(|c| c.type_ != "Approval");
         self.actions.push(Action::SaveRevision);
         self.actions.push(Action::ResetAnalysis);
         let stable = self.st.stable_revision.clone().unwrap_or_default();
@@ -255,6 +359,76 @@ impl Planner<'_> {
             format!("releasing revision {hash} as a canary of stable {stable}"),
         );
         self.set_condition("Progressing", true, reason, format!("canary {hash}"));
+    }
+
+    /// The freeze that holds this release now, if any (an override for this revision lifts it).
+    fn freeze(&self) -> Option<FreezeHold> {
+        let overridden = self
+            .st
+            .freeze_override
+            .as_ref()
+            .is_some_and(|o| o.revision == self.obs.template_hash);
+        if overridden {
+            return None;
+        }
+        match &self.obs.freeze {
+            Freeze::None => None,
+            Freeze::Active {
+                window,
+                source,
+                until,
+            } => Some(FreezeHold {
+                window: window.clone(),
+                source: source.clone(),
+                until: Some(analysis::format_time(*until)),
+                message: Some(format!(
+                    "held by freeze window {window} ({source}) until {}",
+                    analysis::format_time(*until)
+                )),
+            }),
+            Freeze::Invalid(message) => Some(FreezeHold {
+                window: "invalid FreezePolicy".into(),
+                source: "FreezePolicy".into(),
+                until: None,
+                message: Some(format!(
+                    "held: a FreezePolicy that applies is invalid, so its windows cannot be known: {message}"
+                )),
+            }),
+        }
+    }
+
+    /// Nothing advances: the release waits for the freeze's end.
+    fn hold(mut self, hold: FreezeHold, what: &str) -> Plan {
+        let requeue = match &self.obs.freeze {
+            Freeze::Active { until, .. } => {
+                (*until - self.obs.now)
+                    .to_std()
+                    .unwrap_or_default()
+                    .min(FREEZE_RECHECK_MAX)
+                    + Duration::from_millis(50)
+            }
+            _ => INVALID_FREEZE_RECHECK,
+        };
+        let mut hold = hold;
+        if let Some(m) = &hold.message {
+            hold.message = Some(format!("{m}; {what} waits"));
+        }
+        self.st.freeze = Some(hold);
+        self.held = true;
+        self.st.phase = Phase::Paused;
+        self.st.pause_reason = Some(PauseReason::FreezeWindow);
+        self.done(Some(requeue))
+    }
+
+    /// Refuses a request that would advance the release during a freeze.
+    fn refuse_frozen(&mut self, verb: &str, hold: &FreezeHold) {
+        self.request_handled = true;
+        let why = hold.message.clone().unwrap_or_default();
+        self.event(
+            EventType::Warning,
+            "RequestRefused",
+            format!("`{verb}` refused: {why}"),
+        );
     }
 
     fn abort(mut self, why: String) -> Plan {
@@ -279,7 +453,7 @@ impl Planner<'_> {
     }
 }
 
-fn set_condition(
+pub fn set_condition(
     conditions: &mut Vec<Condition>,
     type_: &str,
     status: bool,
@@ -330,6 +504,15 @@ pub fn plan(strategy: &CanaryStrategy, prev: &RolloutStatus, obs: &Observed, dea
         st: prev.clone(),
         actions: Vec::new(),
         request_handled: false,
+        held: false,
+        approval_used: false,
+        override_used: false,
+        prev_freeze: prev.freeze.clone(),
+        pending_gate: prev.current_step_index.filter(|_| {
+            prev.pause_reason == Some(PauseReason::AwaitingApproval)
+                && prev.canary_revision.as_deref() == Some(obs.template_hash.as_str())
+                && !prev.abort
+        }),
     };
     let hash = obs.template_hash.clone();
     let now = obs.now;
@@ -390,6 +573,9 @@ pub fn plan(strategy: &CanaryStrategy, prev: &RolloutStatus, obs: &Observed, dea
         p.st.desired_weight = 0;
         p.st.canary_replicas = 0;
         p.st.weight = 0;
+        p.st.released_by = None;
+        p.st.approvals.clear();
+        p.st.freeze_override = None;
         p.request_handled = matches!(obs.request, Some(Request::Abort));
         return p.done(None);
     }
@@ -418,6 +604,8 @@ pub fn plan(strategy: &CanaryStrategy, prev: &RolloutStatus, obs: &Observed, dea
         p.actions.push(Action::Outcome("Promoted"));
         p.st.stable_revision = Some(hash.clone());
         p.st.canary_revision = None;
+        p.st.approvals.clear();
+        p.st.freeze_override = None;
         p.st.current_step_index = None;
         p.st.step_started_at = None;
         p.st.analysis_runs.clear();
@@ -476,9 +664,57 @@ pub fn plan(strategy: &CanaryStrategy, prev: &RolloutStatus, obs: &Observed, dea
         return p.abort(why);
     }
 
+    // An emergency override of the freeze windows for this revision, by a named person.
+    if let Some(o) = &obs.freeze_override {
+        p.override_used = true;
+        if obs.identity_enforced {
+            p.st.freeze_override = Some(FreezeOverride {
+                by: o.by.clone(),
+                reason: o.reason.clone(),
+                revision: hash.clone(),
+                at: analysis::format_time(now),
+            });
+            p.event(
+                EventType::Warning,
+                "FreezeOverridden",
+                format!(
+                    "freeze windows overridden for revision {hash} by {}: {}",
+                    o.by, o.reason
+                ),
+            );
+        } else {
+            p.event(
+                EventType::Warning,
+                "FreezeOverrideRefused",
+                format!("freeze override by {} refused: {}", o.by, NOT_ENFORCED),
+            );
+        }
+    }
+    let frozen = p.freeze();
+
     let mut promote_step = obs.request == Some(Request::Promote);
     let mut resume = obs.request == Some(Request::Resume);
-    if obs.request == Some(Request::PromoteFull) {
+    let gate_ahead = steps
+        .iter()
+        .enumerate()
+        .skip(index)
+        .find(|(i, s)| s.approval.is_some() && !p.st.approvals.iter().any(|a| a.step == *i as u32));
+    if obs.request == Some(Request::PromoteFull)
+        && let Some(hold) = &frozen
+    {
+        p.refuse_frozen("promote-full", hold);
+    } else if obs.request == Some(Request::PromoteFull)
+        && let Some((i, _)) = gate_ahead
+    {
+        p.request_handled = true;
+        p.event(
+            EventType::Warning,
+            "RequestRefused",
+            format!(
+                "`promote-full` refused: approval step {i} is pending; it is completed only by an approval"
+            ),
+        );
+    } else if obs.request == Some(Request::PromoteFull) {
         p.request_handled = true;
         p.event(
             EventType::Normal,
@@ -512,6 +748,9 @@ pub fn plan(strategy: &CanaryStrategy, prev: &RolloutStatus, obs: &Observed, dea
 
     loop {
         if index >= steps.len() {
+            if let Some(hold) = &frozen {
+                return p.hold(hold.clone(), "promotion");
+            }
             p.actions.push(Action::UnpauseStable);
             p.st.phase = Phase::Promoting;
             p.st.pause_reason = None;
@@ -540,6 +779,15 @@ pub fn plan(strategy: &CanaryStrategy, prev: &RolloutStatus, obs: &Observed, dea
         p.st.weight = share(obs.canary_ready.min(desired), obs.stable_ready);
         // Also when a newer template superseded the canary's: it must get the new template.
         if desired != obs.canary_replicas || !obs.canary_current {
+            let more = desired > obs.canary_replicas || (!obs.canary_current && desired > 0);
+            if more && let Some(hold) = &frozen {
+                if !obs.canary_current && obs.canary_replicas > 0 {
+                    // The pods of a superseded revision would serve on, unanalysed, through the
+                    // freeze: removing them is a rollback, which a freeze allows.
+                    p.actions.push(Action::ScaleCanary(0));
+                }
+                return p.hold(hold.clone(), &format!("step {index} (a larger or new canary)"));
+            }
             p.actions.push(Action::ScaleCanary(desired));
         }
         let started =
@@ -548,8 +796,24 @@ pub fn plan(strategy: &CanaryStrategy, prev: &RolloutStatus, obs: &Observed, dea
                 .and_then(analysis::parse_time)
                 .unwrap_or(now);
 
+        if promote_step && step.approval.is_some() {
+            promote_step = false;
+            p.request_handled = true;
+            p.event(
+                EventType::Warning,
+                "RequestRefused",
+                format!(
+                    "`promote` refused: step {index} is an approval step; it is completed only by an approval"
+                ),
+            );
+        }
         let completed_by_request =
             promote_step || (resume && step.pause.as_ref().is_some_and(|x| x.duration.is_none()));
+        if completed_by_request && let Some(hold) = &frozen {
+            let verb = if promote_step { "promote" } else { "resume" };
+            p.refuse_frozen(verb, hold);
+            return p.hold(hold.clone(), &format!("step {index}"));
+        }
         if !completed_by_request && obs.spec_paused {
             return pause(p, PauseReason::UserPaused, "spec.paused is true".into(), None);
         }
@@ -603,6 +867,59 @@ pub fn plan(strategy: &CanaryStrategy, prev: &RolloutStatus, obs: &Observed, dea
                     );
                 }
             }
+        } else if let Some(gate) = &step.approval {
+            if p.st.approvals.iter().any(|a| a.step == index as u32) {
+                true
+            } else if let Some(a) = obs
+                .approval
+                .as_ref()
+                .filter(|_| p.pending_gate == Some(index as u32))
+            {
+                p.approval_used = true;
+                match check_approval(gate, a, p.st.released_by.as_deref(), obs.identity_enforced) {
+                    Ok(()) => {
+                        p.st.approvals.push(ApprovalRecord {
+                            step: index as u32,
+                            by: a.by.clone(),
+                            at: analysis::format_time(now),
+                        });
+                        let released = p.st.released_by.clone().unwrap_or_else(|| "unknown".into());
+                        let note = format!(
+                            "approval step {index} of revision {hash} approved by {} (released by {released})",
+                            a.by
+                        );
+                        p.set_condition("Approval", true, "Approved", note.clone());
+                        p.event(EventType::Normal, "Approved", note);
+                        true
+                    }
+                    Err((reason, why)) => {
+                        let note = format!("approval of step {index} by {} refused: {why}", a.by);
+                        p.set_condition("Approval", false, reason, note.clone());
+                        p.event(EventType::Warning, "ApprovalRefused", note);
+                        return pause(
+                            p,
+                            PauseReason::AwaitingApproval,
+                            format!("approval step {index}"),
+                            None,
+                        );
+                    }
+                }
+            } else {
+                let who = if gate.require_different_person {
+                    format!(
+                        " from someone other than {}",
+                        p.st.released_by.as_deref().unwrap_or("the release's author")
+                    )
+                } else {
+                    String::new()
+                };
+                return pause(
+                    p,
+                    PauseReason::AwaitingApproval,
+                    format!("approval step {index} waits for payplane.io/approved-by{who}"),
+                    None,
+                );
+            }
         } else {
             // An analysis step.
             let name = analysis::step_run_name(index as u32);
@@ -615,6 +932,11 @@ pub fn plan(strategy: &CanaryStrategy, prev: &RolloutStatus, obs: &Observed, dea
                 Some(i) => match p.st.analysis_runs[i].phase {
                     AnalysisPhase::Successful => true,
                     AnalysisPhase::Inconclusive if resume => {
+                        if let Some(hold) = &frozen {
+                            // Leaving the step would advance: refused, not silently lost.
+                            p.refuse_frozen("resume", hold);
+                            return p.hold(hold.clone(), &format!("step {index}"));
+                        }
                         p.request_handled = true;
                         resume = false;
                         true
@@ -632,6 +954,9 @@ pub fn plan(strategy: &CanaryStrategy, prev: &RolloutStatus, obs: &Observed, dea
             }
         };
         debug_assert!(finished);
+        if let Some(hold) = &frozen {
+            return p.hold(hold.clone(), &format!("the end of step {index}"));
+        }
         let kind = describe(step);
         p.event(
             EventType::Normal,
@@ -644,6 +969,56 @@ pub fn plan(strategy: &CanaryStrategy, prev: &RolloutStatus, obs: &Observed, dea
         p.st.pause_reason = None;
         p.st.phase = Phase::Progressing;
     }
+}
+
+const NOT_ENFORCED: &str = "the namespace is not under the identity admission policy (label \
+     payplane.io/governance=enforced), so the name is free text";
+
+/// Four eyes and the allow-list; `Err((condition reason, why))`.
+fn check_approval(
+    gate: &ApprovalStep,
+    approval: &Approval,
+    released_by: Option<&str>,
+    identity_enforced: bool,
+) -> Result<(), (&'static str, String)> {
+    if !identity_enforced {
+        return Err(("IdentityNotEnforced", NOT_ENFORCED.into()));
+    }
+    if gate.require_different_person {
+        match released_by {
+            None => {
+                return Err((
+                    "AuthorUnknown",
+                    "the release's author is unknown (the template change carried no \
+                     payplane.io/released-by), so a second person cannot be told apart"
+                        .into(),
+                ));
+            }
+            Some(author) if author == approval.by => {
+                return Err((
+                    "SamePerson",
+                    format!("{author} started this release; a different person must approve it"),
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    if !gate.approvers.is_empty() {
+        let allowed = gate.approvers.iter().any(|a| match a.strip_prefix("group:") {
+            Some(group) => approval.groups.iter().any(|g| g == group),
+            None => *a == approval.by,
+        });
+        if !allowed {
+            return Err((
+                "NotAnApprover",
+                format!(
+                    "{} (groups {:?}) is not among the approvers {:?}",
+                    approval.by, approval.groups, gate.approvers
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn pause(mut p: Planner<'_>, reason: PauseReason, why: String, requeue: Option<Duration>) -> Plan {
@@ -672,6 +1047,8 @@ fn describe(step: &CanaryStep) -> String {
             Some(d) => format!("pause {d}"),
             None => "pause".into(),
         }
+    } else if step.approval.is_some() {
+        "approval".into()
     } else {
         "analysis".into()
     }
@@ -733,6 +1110,12 @@ mod tests {
             canary_current: true,
             request: None,
             spec_paused: false,
+            released_by: Some("alice".into()),
+            freeze: Freeze::None,
+            next_freeze: None,
+            approval: None,
+            freeze_override: None,
+            identity_enforced: true,
         }
     }
 
@@ -1296,6 +1679,461 @@ mod tests {
             },
         );
         assert!(p.actions.contains(&Action::PauseStable));
+    }
+
+    fn frozen_until(secs: i64) -> Freeze {
+        Freeze::Active {
+            window: "cutoff".into(),
+            source: "FreezePolicy/bank".into(),
+            until: t(secs),
+        }
+    }
+
+    fn approval_step(require_different_person: bool, approvers: &[&str]) -> CanaryStep {
+        CanaryStep {
+            approval: Some(ApprovalStep {
+                require_different_person,
+                approvers: approvers.iter().map(|a| a.to_string()).collect(),
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_freeze_holds_every_advance_and_resumes_at_its_end() {
+        let s = strategy(vec![weight(20), pause_for("5s"), weight(50)]);
+        // A new revision during a freeze: recorded, but no canary pod is created.
+        let p = run(
+            &s,
+            &healthy("a"),
+            &Observed {
+                freeze: frozen_until(100),
+                ..obs("b", 0)
+            },
+        );
+        assert_eq!(p.status.canary_revision.as_deref(), Some("b"));
+        assert!(
+            scales(&p).is_empty(),
+            "no canary during a freeze: {:?}",
+            p.actions
+        );
+        assert_eq!(p.status.phase, Phase::Paused);
+        assert_eq!(p.status.pause_reason, Some(PauseReason::FreezeWindow));
+        let hold = p.status.freeze.clone().unwrap();
+        assert_eq!(hold.window, "cutoff");
+        assert_eq!(
+            hold.until.as_deref(),
+            Some(analysis::format_time(t(100)).as_str())
+        );
+        assert_eq!(reasons(&p), ["RolloutStarted", "Frozen"]);
+        let frozen = p.status.conditions.iter().find(|c| c.type_ == "Frozen").unwrap();
+        assert_eq!(
+            (frozen.status.as_str(), frozen.reason.as_str()),
+            ("True", "FreezeWindow")
+        );
+        assert!(frozen.message.contains("until"), "{}", frozen.message);
+        assert_eq!(
+            p.requeue,
+            Some(Duration::from_secs(100) + Duration::from_millis(50)),
+            "requeued for the end of the window"
+        );
+        // Still frozen: no new event, no action.
+        let p = run(
+            &s,
+            &p.status,
+            &Observed {
+                freeze: frozen_until(100),
+                ..obs("b", 50)
+            },
+        );
+        assert!(p.actions.is_empty(), "{:?}", p.actions);
+        // The window ends: the canary is created.
+        let p = run(&s, &p.status, &obs("b", 100));
+        assert_eq!(scales(&p), [1]);
+        assert_eq!(p.status.freeze, None);
+        assert_eq!(reasons(&p), ["FreezeEnded"]);
+        assert_eq!(p.status.phase, Phase::Progressing);
+
+        // A step whose work is done does not complete during a freeze, nor does promotion start.
+        let mut st = p.status;
+        st.current_step_index = Some(2);
+        let o = Observed {
+            canary_ready: 4,
+            canary_replicas: 4,
+            freeze: frozen_until(300),
+            ..obs("b", 200)
+        };
+        let p = run(&s, &st, &o);
+        assert_eq!(p.status.current_step_index, Some(2));
+        assert!(!p.actions.contains(&Action::UnpauseStable));
+        assert_eq!(p.status.pause_reason, Some(PauseReason::FreezeWindow));
+        // promote and promote-full are refused (and consumed) while frozen.
+        for request in [Request::Promote, Request::PromoteFull] {
+            let p = run(
+                &s,
+                &st,
+                &Observed {
+                    request: Some(request.clone()),
+                    ..o.clone()
+                },
+            );
+            assert!(p.request_handled);
+            assert_eq!(p.status.current_step_index, Some(2), "{request:?}");
+            assert!(reasons(&p).contains(&"RequestRefused"), "{request:?}");
+            assert!(!p.actions.contains(&Action::UnpauseStable));
+        }
+        // After the window: promotion.
+        let p = run(
+            &s,
+            &st,
+            &Observed {
+                freeze: Freeze::None,
+                ..o.clone()
+            },
+        );
+        assert_eq!(p.status.phase, Phase::Promoting);
+    }
+
+    #[test]
+    fn abort_and_failing_analysis_act_inside_a_freeze() {
+        let mut s = strategy(vec![weight(20), pause_forever()]);
+        s.analysis = Some(AnalysisRef::default());
+        let st = run(&s, &healthy("a"), &obs("b", 0)).status;
+        let frozen = Observed {
+            canary_ready: 1,
+            canary_replicas: 1,
+            freeze: frozen_until(1000),
+            ..obs("b", 1)
+        };
+        let p = run(
+            &s,
+            &st,
+            &Observed {
+                request: Some(Request::Abort),
+                ..frozen.clone()
+            },
+        );
+        assert_eq!(p.status.phase, Phase::Degraded);
+        assert_eq!(scales(&p), [0]);
+        let st = with_run(st, BACKGROUND_RUN, AnalysisPhase::Failed);
+        let p = run(&s, &st, &frozen);
+        assert_eq!(p.status.phase, Phase::Degraded);
+        assert_eq!(scales(&p), [0]);
+    }
+
+    #[test]
+    fn an_invalid_freeze_policy_fails_closed() {
+        let s = strategy(vec![weight(20)]);
+        let p = run(
+            &s,
+            &healthy("a"),
+            &Observed {
+                freeze: Freeze::Invalid("FreezePolicy/x: spec.windows[0].timeZone: bad".into()),
+                ..obs("b", 0)
+            },
+        );
+        assert!(scales(&p).is_empty());
+        let c = p.status.conditions.iter().find(|c| c.type_ == "Frozen").unwrap();
+        assert_eq!(c.reason, "InvalidFreezePolicy");
+        assert!(c.message.contains("spec.windows[0].timeZone"));
+        assert_eq!(p.requeue, Some(INVALID_FREEZE_RECHECK));
+    }
+
+    #[test]
+    fn a_freeze_override_needs_an_enforced_identity_and_holds_for_its_revision() {
+        let s = strategy(vec![weight(20), weight(40)]);
+        let over = OverrideRequest {
+            by: "carol".into(),
+            reason: "hotfix INC-42".into(),
+        };
+        let frozen = Observed {
+            freeze: frozen_until(1000),
+            freeze_override: Some(over.clone()),
+            ..obs("b", 0)
+        };
+        // Not enforced: refused, the freeze holds.
+        let p = run(
+            &s,
+            &healthy("a"),
+            &Observed {
+                identity_enforced: false,
+                ..frozen.clone()
+            },
+        );
+        assert!(reasons(&p).contains(&"FreezeOverrideRefused"));
+        assert!(scales(&p).is_empty());
+        assert_eq!(p.status.freeze_override, None);
+        // Enforced: recorded, the release advances.
+        let p = run(&s, &healthy("a"), &frozen);
+        assert!(reasons(&p).contains(&"FreezeOverridden"));
+        assert_eq!(scales(&p), [1]);
+        let o = p.status.freeze_override.clone().unwrap();
+        assert_eq!(
+            (o.by.as_str(), o.reason.as_str(), o.revision.as_str()),
+            ("carol", "hotfix INC-42", "b")
+        );
+        assert_eq!(p.status.freeze, None);
+        // It stays in force for b without the annotation (consumed)...
+        let p = run(
+            &s,
+            &p.status,
+            &Observed {
+                canary_ready: 1,
+                canary_replicas: 1,
+                freeze_override: None,
+                ..frozen.clone()
+            },
+        );
+        assert_eq!(p.status.current_step_index, Some(1));
+        // ...but not for the next revision.
+        let p = run(
+            &s,
+            &p.status,
+            &Observed {
+                freeze_override: None,
+                ..frozen.clone()
+            }
+            .with_hash("c"),
+        );
+        assert_eq!(p.status.freeze_override, None);
+        assert!(scales(&p).is_empty(), "c is frozen: {:?}", p.actions);
+    }
+
+    impl Observed {
+        fn with_hash(mut self, hash: &str) -> Self {
+            self.template_hash = hash.into();
+            self.canary_current = false;
+            self
+        }
+    }
+
+    #[test]
+    fn four_eyes_approval() {
+        let s = strategy(vec![weight(20), approval_step(true, &[]), weight(50)]);
+        let ready = Observed {
+            canary_ready: 1,
+            canary_replicas: 1,
+            ..obs("b", 1)
+        };
+        let st = run(&s, &healthy("a"), &obs("b", 0)).status;
+        assert_eq!(st.released_by.as_deref(), Some("alice"));
+        let p = run(&s, &st, &ready);
+        assert_eq!(p.status.current_step_index, Some(1));
+        assert_eq!(p.status.pause_reason, Some(PauseReason::AwaitingApproval));
+        let waiting = p.status;
+        // promote does not pass an approval gate; promote-full neither.
+        for request in [Request::Promote, Request::PromoteFull] {
+            let p = run(
+                &s,
+                &waiting,
+                &Observed {
+                    request: Some(request.clone()),
+                    ..ready.clone()
+                },
+            );
+            assert_eq!(p.status.current_step_index, Some(1), "{request:?}");
+            assert!(reasons(&p).contains(&"RequestRefused"), "{request:?}");
+            assert!(p.request_handled);
+        }
+        // The author approves: refused, with a condition and an event saying why.
+        let approve = |by: &str| Approval {
+            by: by.into(),
+            groups: vec![],
+        };
+        let p = run(
+            &s,
+            &waiting,
+            &Observed {
+                approval: Some(approve("alice")),
+                ..ready.clone()
+            },
+        );
+        assert_eq!(p.status.current_step_index, Some(1));
+        assert_eq!(reasons(&p), ["ApprovalRefused"]);
+        let c = p
+            .status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Approval")
+            .unwrap();
+        assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", "SamePerson"));
+        assert!(c.message.contains("alice started this release"), "{}", c.message);
+        // Another person: accepted, recorded, the step completes.
+        let p = run(
+            &s,
+            &p.status,
+            &Observed {
+                approval: Some(approve("bob")),
+                ..ready.clone()
+            },
+        );
+        assert_eq!(p.status.current_step_index, Some(2));
+        assert_eq!(p.status.approvals.len(), 1);
+        assert_eq!(p.status.approvals[0].by, "bob");
+        assert!(reasons(&p).contains(&"Approved"));
+        // Without an enforced identity, or without a known author, nobody can approve.
+        let p = run(
+            &s,
+            &waiting,
+            &Observed {
+                approval: Some(approve("bob")),
+                identity_enforced: false,
+                ..ready.clone()
+            },
+        );
+        assert_eq!(p.status.current_step_index, Some(1));
+        let mut unknown = waiting.clone();
+        unknown.released_by = None;
+        let p = run(
+            &s,
+            &unknown,
+            &Observed {
+                approval: Some(approve("bob")),
+                ..ready.clone()
+            },
+        );
+        assert_eq!(p.status.current_step_index, Some(1));
+        assert!(p.status.conditions.iter().any(|c| c.reason == "AuthorUnknown"));
+        // An approval that arrives as the gate is reached (not yet shown as pending) is ignored:
+        // its author cannot have seen this gate.
+        let p = run(
+            &s,
+            &st,
+            &Observed {
+                approval: Some(approve("bob")),
+                ..ready.clone()
+            },
+        );
+        assert_eq!(p.status.pause_reason, Some(PauseReason::AwaitingApproval));
+        assert!(p.status.approvals.is_empty());
+        assert!(reasons(&p).contains(&"ApprovalIgnored"), "{:?}", reasons(&p));
+        // An approval with no gate pending is ignored (and said so).
+        let p = run(
+            &s,
+            &healthy("a"),
+            &Observed {
+                approval: Some(approve("bob")),
+                ..obs("a", 5)
+            },
+        );
+        assert_eq!(reasons(&p), ["ApprovalIgnored"]);
+    }
+
+    #[test]
+    fn approvers_allow_list_by_user_and_group() {
+        let gate = ApprovalStep {
+            require_different_person: true,
+            approvers: vec!["carol".into(), "group:release-managers".into()],
+        };
+        let a = |by: &str, groups: &[&str]| Approval {
+            by: by.into(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+        };
+        assert!(check_approval(&gate, &a("carol", &[]), Some("alice"), true).is_ok());
+        assert!(check_approval(&gate, &a("bob", &["release-managers"]), Some("alice"), true).is_ok());
+        assert_eq!(
+            check_approval(&gate, &a("bob", &["devs"]), Some("alice"), true)
+                .unwrap_err()
+                .0,
+            "NotAnApprover"
+        );
+        assert_eq!(
+            check_approval(&gate, &a("alice", &["release-managers"]), Some("alice"), true)
+                .unwrap_err()
+                .0,
+            "SamePerson"
+        );
+    }
+
+    #[test]
+    fn an_approval_given_during_a_freeze_counts_after_it() {
+        let s = strategy(vec![weight(20), approval_step(true, &[]), weight(50)]);
+        let ready = Observed {
+            canary_ready: 1,
+            canary_replicas: 1,
+            ..obs("b", 1)
+        };
+        let st = run(&s, &healthy("a"), &obs("b", 0)).status;
+        let waiting = run(&s, &st, &ready).status;
+        let p = run(
+            &s,
+            &waiting,
+            &Observed {
+                approval: Some(Approval {
+                    by: "bob".into(),
+                    groups: vec![],
+                }),
+                freeze: frozen_until(100),
+                ..ready.clone()
+            },
+        );
+        assert_eq!(p.status.approvals.len(), 1);
+        assert_eq!(p.status.current_step_index, Some(1), "held by the freeze");
+        let p = run(
+            &s,
+            &p.status,
+            &Observed {
+                now: t(100),
+                ..ready.clone()
+            },
+        );
+        assert_eq!(p.status.current_step_index, Some(2));
+    }
+
+    #[test]
+    fn a_revision_superseded_during_a_freeze_loses_its_canary_and_the_new_one_waits() {
+        let s = strategy(vec![weight(20), pause_forever()]);
+        let st = run(&s, &healthy("a"), &obs("b", 0)).status;
+        let st = run(
+            &s,
+            &st,
+            &Observed {
+                canary_ready: 1,
+                canary_replicas: 1,
+                ..obs("b", 1)
+            },
+        )
+        .status;
+        let p = run(
+            &s,
+            &st,
+            &Observed {
+                canary_ready: 0,
+                canary_replicas: 1,
+                canary_current: false,
+                freeze: frozen_until(100),
+                ..obs("c", 2)
+            },
+        );
+        assert_eq!(p.status.canary_revision.as_deref(), Some("c"));
+        assert_eq!(scales(&p), [0], "b's pods go, c gets none");
+        assert_eq!(p.status.pause_reason, Some(PauseReason::FreezeWindow));
+    }
+
+    #[test]
+    fn resuming_an_inconclusive_step_is_refused_during_a_freeze() {
+        let s = strategy(vec![weight(20), analysis_step(), weight(50)]);
+        let o = Observed {
+            canary_ready: 1,
+            canary_replicas: 1,
+            ..obs("b", 1)
+        };
+        let st = run(&s, &healthy("a"), &obs("b", 0)).status;
+        let st = run(&s, &st, &o).status;
+        let st = with_run(st, "step-1", AnalysisPhase::Inconclusive);
+        let p = run(
+            &s,
+            &st,
+            &Observed {
+                request: Some(Request::Resume),
+                freeze: frozen_until(100),
+                ..o.clone()
+            },
+        );
+        assert_eq!(p.status.current_step_index, Some(1));
+        assert!(p.request_handled);
+        assert!(reasons(&p).contains(&"RequestRefused"), "{:?}", reasons(&p));
+        assert_eq!(p.status.pause_reason, Some(PauseReason::FreezeWindow));
     }
 
     #[test]

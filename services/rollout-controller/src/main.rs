@@ -73,6 +73,7 @@ async fn main() -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| format!("rollout-controller-{}", std::process::id()));
     let settings = app::Settings {
+        freeze_policy_selector: None,
         namespace: config.namespace.clone(),
         lease: config.leader_elect.then(|| LeaseConfig {
             namespace: config.lease_namespace.clone(),

@@ -12,7 +12,11 @@ use std::{
 use chrono::Utc;
 use futures::StreamExt;
 use k8s_openapi::{
-    api::apps::v1::{ControllerRevision, Deployment},
+    api::{
+        apps::v1::{ControllerRevision, Deployment},
+        authentication::v1::SelfSubjectReview,
+        core::v1::Namespace,
+    },
     apimachinery::pkg::runtime::RawExtension,
 };
 use kube::{
@@ -33,11 +37,15 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     analysis::{self, BACKGROUND_RUN},
     crd::{
-        AnalysisPhase, AnalysisTemplate, AnalysisTemplateSpec, FINALIZER, MetricStatus, REQUEST_ANNOTATION,
-        REVISION_HASH_ANNOTATION, ROLLOUT_LABEL, Rollout, RolloutStatus, TRACK_LABEL,
+        APPROVED_BY_ANNOTATION, APPROVER_GROUPS_ANNOTATION, AnalysisPhase, AnalysisTemplate,
+        AnalysisTemplateSpec, FINALIZER, FREEZE_OVERRIDE_ANNOTATION, FREEZE_OVERRIDE_BY_ANNOTATION,
+        FreezePolicy, FreezePolicyStatus, GOVERNANCE_ENFORCED, GOVERNANCE_LABEL, MetricStatus, NextFreeze,
+        RELEASED_BY_ANNOTATION, REQUEST_ANNOTATION, REVISION_HASH_ANNOTATION, ROLLOUT_LABEL, Rollout,
+        RolloutSpec, RolloutStatus, TRACK_LABEL,
     },
+    freeze,
     lease::Leadership,
-    machine::{self, Action as Step, EventType, Observed, Request},
+    machine::{self, Action as Step, Approval, EventType, Freeze, Observed, OverrideRequest, Request},
     metrics::{ControllerMetrics, ErrorLabels, OutcomeLabels, StepLabels},
     providers::{Providers, Target},
     validate,
@@ -77,6 +85,9 @@ pub struct Context {
     pub leadership: Leadership,
     pub providers: Providers,
     pub metrics: ControllerMetrics,
+    /// This controller's own user name, as the apiserver authenticates it (SelfSubjectReview):
+    /// it stamps `payplane.io/released-by` on the template changes it makes itself.
+    identity: tokio::sync::OnceCell<String>,
 }
 
 impl Context {
@@ -99,12 +110,37 @@ impl Context {
             recorder,
             leadership,
             metrics,
+            identity: tokio::sync::OnceCell::new(),
         }
+    }
+
+    /// The controller's user name, asked once.
+    pub async fn identity(&self) -> Result<String, Error> {
+        self.identity
+            .get_or_try_init(|| async {
+                let review = Api::<SelfSubjectReview>::all(self.client.clone())
+                    .create(&PostParams::default(), &SelfSubjectReview::default())
+                    .await?;
+                review
+                    .status
+                    .and_then(|s| s.user_info)
+                    .and_then(|u| u.username)
+                    .ok_or_else(|| Error::Invariant("SelfSubjectReview without a user name".into()))
+            })
+            .await
+            .cloned()
     }
 }
 
-/// Runs the controller until `stop`: over all namespaces, or one (`namespace`, tests).
-pub async fn run(ctx: Arc<Context>, namespace: Option<String>, stop: CancellationToken) {
+/// Runs the controller until `stop`: over all namespaces, or one (`namespace`, tests); and the
+/// FreezePolicies' status (those matching `policy_selector`, a label selector; None: all).
+pub async fn run(
+    ctx: Arc<Context>,
+    namespace: Option<String>,
+    policy_selector: Option<String>,
+    stop: CancellationToken,
+) {
+    let policies = run_freeze_policies(ctx.clone(), policy_selector, stop.clone());
     let client = ctx.client.clone();
     let (rollouts, deployments) = match &namespace {
         Some(ns) => (
@@ -116,7 +152,7 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>, stop: Cancellatio
             Api::<Deployment>::all(client.clone()),
         ),
     };
-    Controller::new(rollouts, watcher::Config::default().any_semantic())
+    let rollouts = Controller::new(rollouts, watcher::Config::default().any_semantic())
         // Both the referenced Deployment and the canary carry the `payplane.io/rollout`
         // annotation (set by this controller): one watch maps either back to its Rollout.
         .watches(deployments, watcher::Config::default(), |d: Deployment| {
@@ -139,8 +175,80 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>, stop: Cancellatio
             if let Err(e) = res {
                 tracing::debug!(error = %e, "reconcile failed");
             }
+        });
+    futures::join!(rollouts, policies);
+}
+
+/// Keeps each FreezePolicy's `Valid` condition: the problems of its windows, by field.
+async fn run_freeze_policies(ctx: Arc<Context>, selector: Option<String>, stop: CancellationToken) {
+    let mut config = watcher::Config::default().any_semantic();
+    if let Some(s) = &selector {
+        config = config.labels(s);
+    }
+    Controller::new(Api::<FreezePolicy>::all(ctx.client.clone()), config)
+        .graceful_shutdown_on(async move { stop.cancelled().await })
+        .run(reconcile_policy, policy_error_policy, ctx)
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "FreezePolicy reconcile failed");
+            }
         })
         .await;
+}
+
+fn policy_error_policy(_policy: Arc<FreezePolicy>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics
+        .reconcile_errors
+        .get_or_create(&ErrorLabels {
+            error: error.metric_label(),
+        })
+        .inc();
+    tracing::warn!(error = %error, "FreezePolicy status not written; retrying");
+    Action::requeue(Duration::from_secs(10))
+}
+
+async fn reconcile_policy(policy: Arc<FreezePolicy>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if !ctx.leadership.is_leader() {
+        return Ok(Action::requeue(NOT_LEADER_RECHECK));
+    }
+    let status = freeze_policy_status(&policy, Utc::now());
+    if policy.status.as_ref() != Some(&status) {
+        let body = json!({
+            "apiVersion": "payplane.io/v1alpha1",
+            "kind": "FreezePolicy",
+            "metadata": { "name": policy.name_any() },
+            "status": status,
+        });
+        Api::<FreezePolicy>::all(ctx.client.clone())
+            .patch_status(
+                &policy.name_any(),
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(body),
+            )
+            .await?;
+    }
+    Ok(Action::await_change())
+}
+
+/// The status a FreezePolicy should have: `Valid` True, or False naming the fields.
+pub fn freeze_policy_status(policy: &FreezePolicy, now: chrono::DateTime<Utc>) -> FreezePolicyStatus {
+    let mut status = policy.status.clone().unwrap_or_default();
+    let (_, problems) = freeze::parse(&policy.spec.windows, "spec.windows", "");
+    let (valid, reason, message) = if problems.is_empty() {
+        (true, "Valid", format!("{} window(s)", policy.spec.windows.len()))
+    } else {
+        (
+            false,
+            "InvalidWindows",
+            format!(
+                "{}; the Rollouts this policy applies to are held until it is fixed",
+                validate::message(&problems)
+            ),
+        )
+    };
+    machine::set_condition(&mut status.conditions, "Valid", valid, reason, message, now);
+    status.observed_generation = policy.metadata.generation;
+    status
 }
 
 fn error_policy(_rollout: Arc<Rollout>, error: &Error, ctx: Arc<Context>) -> Action {
@@ -297,6 +405,8 @@ async fn apply(rollout: Arc<Rollout>, ctx: &Context) -> Result<Action, Error> {
         return Ok(Action::requeue(Duration::from_millis(100)));
     }
 
+    let governance = governance(ctx, &rollout, &ns, Utc::now()).await?;
+
     let canary_deployment = deployments.get_opt(&canary_name(&spec.deployment_name)).await?;
     let mut status = prev.clone();
     let mut next_due: Option<chrono::DateTime<Utc>> = None;
@@ -311,13 +421,19 @@ async fn apply(rollout: Arc<Rollout>, ctx: &Context) -> Result<Action, Error> {
         .await;
     }
 
-    let obs = observe(
+    let mut obs = observe(
         &deployment,
         canary_deployment.as_ref(),
         &hash,
         request.clone(),
         spec.paused,
     );
+    obs.released_by = deployment.annotations().get(RELEASED_BY_ANNOTATION).cloned();
+    obs.identity_enforced = governance.identity_enforced;
+    obs.freeze = governance.freeze;
+    obs.next_freeze = governance.next_freeze;
+    obs.approval = governance.approval;
+    obs.freeze_override = governance.freeze_override;
     let deadline = spec
         .progress_deadline_seconds
         .map(|s| Duration::from_secs(s.into()))
@@ -373,6 +489,19 @@ async fn apply(rollout: Arc<Rollout>, ctx: &Context) -> Result<Action, Error> {
         }
         clear_request(&api, &rollout, Some(raw.as_str())).await;
     }
+    // Approvals and overrides are consumed once seen (recorded in the status, or refused with an
+    // event): a stale one never approves a later gate or release.
+    clear_annotations(
+        &api,
+        &rollout,
+        &[
+            APPROVED_BY_ANNOTATION,
+            APPROVER_GROUPS_ANNOTATION,
+            FREEZE_OVERRIDE_ANNOTATION,
+            FREEZE_OVERRIDE_BY_ANNOTATION,
+        ],
+    )
+    .await;
 
     let mut requeue = plan.requeue.unwrap_or(RESYNC);
     if let Some(due) = next_due {
@@ -382,11 +511,135 @@ async fn apply(rollout: Arc<Rollout>, ctx: &Context) -> Result<Action, Error> {
     Ok(Action::requeue(requeue))
 }
 
+/// What the governance features observe: the namespace's enforcement label, the freeze windows
+/// that apply, and the approval and override annotations.
+struct Governance {
+    identity_enforced: bool,
+    freeze: Freeze,
+    next_freeze: Option<NextFreeze>,
+    approval: Option<Approval>,
+    freeze_override: Option<OverrideRequest>,
+}
+
+async fn governance(
+    ctx: &Context,
+    rollout: &Rollout,
+    ns: &str,
+    now: chrono::DateTime<Utc>,
+) -> Result<Governance, Error> {
+    let namespace = Api::<Namespace>::all(ctx.client.clone()).get(ns).await?;
+    let labels = namespace.labels();
+    let identity_enforced = labels.get(GOVERNANCE_LABEL).map(String::as_str) == Some(GOVERNANCE_ENFORCED);
+    let policies = match Api::<FreezePolicy>::all(ctx.client.clone())
+        .list(&ListParams::default())
+        .await
+    {
+        Ok(list) => list.items,
+        // The FreezePolicy CRD is not installed: no policies.
+        Err(kube::Error::Api(s)) if s.code == 404 => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
+    let (freeze, next_freeze) = freeze_state(&rollout.spec, &policies, labels, now);
+    let annotations = rollout.annotations();
+    let approval = annotations.get(APPROVED_BY_ANNOTATION).map(|by| Approval {
+        by: by.trim().to_owned(),
+        groups: annotations
+            .get(APPROVER_GROUPS_ANNOTATION)
+            .map(|g| {
+                g.split(',')
+                    .map(str::trim)
+                    .filter(|g| !g.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default(),
+    });
+    let freeze_override = annotations
+        .get(FREEZE_OVERRIDE_ANNOTATION)
+        .map(|reason| OverrideRequest {
+            reason: reason.trim().to_owned(),
+            // Without the name the override is refused like one from an unenforced namespace.
+            by: annotations
+                .get(FREEZE_OVERRIDE_BY_ANNOTATION)
+                .cloned()
+                .unwrap_or_default(),
+        });
+    let freeze_override = match freeze_override {
+        Some(o) if o.by.trim().is_empty() || o.reason.is_empty() => {
+            publish(
+                ctx,
+                rollout,
+                EventType::Warning,
+                "FreezeOverrideRefused",
+                format!(
+                    "{FREEZE_OVERRIDE_ANNOTATION} needs a reason and {FREEZE_OVERRIDE_BY_ANNOTATION} (your user name)"
+                ),
+            )
+            .await;
+            None
+        }
+        o => o,
+    };
+    Ok(Governance {
+        identity_enforced,
+        freeze,
+        next_freeze,
+        approval,
+        freeze_override,
+    })
+}
+
+/// The freeze in force for a Rollout: its own windows and those of the FreezePolicies that select
+/// its namespace. An invalid policy that applies fails closed.
+pub fn freeze_state(
+    spec: &RolloutSpec,
+    policies: &[FreezePolicy],
+    namespace_labels: &BTreeMap<String, String>,
+    now: chrono::DateTime<Utc>,
+) -> (Freeze, Option<NextFreeze>) {
+    let (mut windows, _) = freeze::parse(&spec.freeze_windows, "spec.freezeWindows", "spec.freezeWindows");
+    let mut problems = Vec::new();
+    for policy in policies {
+        let selected = policy.spec.namespace_selector.as_ref().is_none_or(|s| {
+            s.match_labels
+                .iter()
+                .all(|(k, v)| namespace_labels.get(k) == Some(v))
+        });
+        if !selected {
+            continue;
+        }
+        let source = format!("FreezePolicy/{}", policy.name_any());
+        let (ws, bad) = freeze::parse(&policy.spec.windows, &format!("{source}: spec.windows"), &source);
+        windows.extend(ws);
+        problems.extend(bad);
+    }
+    let evaluation = freeze::evaluate(&windows, now);
+    let next = evaluation.next.map(|n| NextFreeze {
+        window: n.window,
+        source: n.source,
+        start: analysis::format_time(n.start),
+    });
+    if !problems.is_empty() {
+        return (Freeze::Invalid(validate::message(&problems)), next);
+    }
+    let freeze = match evaluation.active {
+        Some(a) => Freeze::Active {
+            window: a.windows.join(", "),
+            source: a.sources.join(", "),
+            until: a.until,
+        },
+        None => Freeze::None,
+    };
+    (freeze, next)
+}
+
 fn step_kind(step: &crate::crd::CanaryStep) -> &'static str {
     if step.set_weight.is_some() {
         "setWeight"
     } else if step.pause.is_some() {
         "pause"
+    } else if step.approval.is_some() {
+        "approval"
     } else {
         "analysis"
     }
@@ -404,6 +657,25 @@ async fn clear_request(api: &Api<Rollout>, rollout: &Rollout, value: Option<&str
         .await
     {
         tracing::warn!(error = %e, "request annotation not removed");
+    }
+}
+
+/// Removes those of `keys` that the Rollout carries (a merge patch).
+async fn clear_annotations(api: &Api<Rollout>, rollout: &Rollout, keys: &[&str]) {
+    let present: serde_json::Map<String, serde_json::Value> = keys
+        .iter()
+        .filter(|k| rollout.annotations().contains_key(**k))
+        .map(|k| ((*k).to_owned(), serde_json::Value::Null))
+        .collect();
+    if present.is_empty() {
+        return;
+    }
+    let patch = json!({"metadata": {"annotations": present}});
+    if let Err(e) = api
+        .patch(&rollout.name_any(), &PatchParams::default(), &Patch::Merge(patch))
+        .await
+    {
+        tracing::warn!(error = %e, "approval/override annotations not removed");
     }
 }
 
@@ -452,6 +724,12 @@ fn observe(
         canary_current,
         request,
         spec_paused,
+        released_by: None,
+        freeze: Freeze::None,
+        next_freeze: None,
+        approval: None,
+        freeze_override: None,
+        identity_enforced: false,
     }
 }
 
@@ -579,7 +857,8 @@ async fn execute(
             if *replicas == 0 && deployments.get_opt(&canary).await?.is_none() {
                 return Ok(());
             }
-            let body = canary_deployment(rollout, deployment, template, hash, *replicas)?;
+            let me = ctx.identity().await?;
+            let body = canary_deployment(rollout, deployment, template, hash, *replicas, &me)?;
             deployments
                 .patch(
                     &canary,
@@ -603,13 +882,16 @@ async fn execute(
 }
 
 /// The canary Deployment: the new template, labelled `payplane.io/track: canary`, selected by the
-/// referenced Deployment's selector plus that label, owned by the Rollout.
+/// referenced Deployment's selector plus that label, owned by the Rollout. `released_by` is the
+/// controller's own user name: the admission policy requires it on every template change of a
+/// Deployment that a Rollout releases.
 pub fn canary_deployment(
     rollout: &Rollout,
     stable: &Deployment,
     template: &serde_json::Value,
     hash: &str,
     replicas: i32,
+    released_by: &str,
 ) -> Result<serde_json::Value, Error> {
     let spec = stable.spec.clone();
     let mut selector = spec.selector.match_labels.clone().unwrap_or_default();
@@ -632,7 +914,11 @@ pub fn canary_deployment(
         "metadata": {
             "name": canary_name(&stable.name_any()),
             "labels": labels,
-            "annotations": {REVISION_HASH_ANNOTATION: hash, "payplane.io/rollout": rollout.name_any()},
+            "annotations": {
+                REVISION_HASH_ANNOTATION: hash,
+                "payplane.io/rollout": rollout.name_any(),
+                RELEASED_BY_ANNOTATION: released_by,
+            },
             "ownerReferences": [owner],
         },
         "spec": {
@@ -757,7 +1043,11 @@ async fn undo(
     // The whole template, exactly: an apply would merge with fields other managers own (a newer
     // container's extra env), a strategic `$patch: replace` does not.
     template["$patch"] = json!("replace");
-    let body = json!({"spec": {"template": template}});
+    // The controller changes the template: it is the one that releases it (the admission policy
+    // requires the requester's own name here).
+    let me = ctx.identity().await?;
+    let body =
+        json!({"metadata": {"annotations": {RELEASED_BY_ANNOTATION: me}}, "spec": {"template": template}});
     let params = PatchParams {
         field_manager: Some(FIELD_MANAGER.into()),
         ..Default::default()
@@ -810,4 +1100,106 @@ async fn cleanup(rollout: Arc<Rollout>, ctx: &Context) -> Result<Action, Error> 
     )
     .await;
     Ok(Action::await_change())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{DateRange, FreezePolicySpec, FreezeWindow, NamespaceSelector};
+
+    fn policy(name: &str, selector: Option<(&str, &str)>, start: &str, end: &str, tz: &str) -> FreezePolicy {
+        FreezePolicy::new(
+            name,
+            FreezePolicySpec {
+                namespace_selector: selector.map(|(k, v)| NamespaceSelector {
+                    match_labels: BTreeMap::from([(k.to_owned(), v.to_owned())]),
+                }),
+                windows: vec![FreezeWindow {
+                    name: format!("{name}-window"),
+                    time_zone: Some(tz.into()),
+                    dates: Some(DateRange {
+                        start: start.into(),
+                        end: end.into(),
+                    }),
+                    ..Default::default()
+                }],
+            },
+        )
+    }
+
+    #[test]
+    fn freeze_policies_apply_by_namespace_label_and_invalid_ones_fail_closed() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-12-24T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let prod = BTreeMap::from([("env".to_owned(), "prod".to_owned())]);
+        let dev = BTreeMap::from([("env".to_owned(), "dev".to_owned())]);
+        let spec = RolloutSpec::default();
+        let policies = vec![
+            policy(
+                "prod-only",
+                Some(("env", "prod")),
+                "2026-12-24",
+                "2026-12-26",
+                "UTC",
+            ),
+            policy("everyone", None, "2026-12-31", "2026-12-31", "Asia/Shanghai"),
+        ];
+        let (freeze, next) = freeze_state(&spec, &policies, &prod, now);
+        assert_eq!(
+            freeze,
+            Freeze::Active {
+                window: "prod-only-window".into(),
+                source: "FreezePolicy/prod-only".into(),
+                until: "2026-12-27T00:00:00Z".parse().unwrap(),
+            }
+        );
+        assert_eq!(next.unwrap().start, "2026-12-30T16:00:00.000Z");
+        let (freeze, next) = freeze_state(&spec, &policies, &dev, now);
+        assert_eq!(freeze, Freeze::None, "not selected in dev");
+        assert_eq!(next.unwrap().window, "everyone-window");
+        // An invalid policy that selects the namespace holds; one that does not is ignored.
+        let broken = vec![policy(
+            "broken",
+            Some(("env", "prod")),
+            "2026-12-24",
+            "2026-12-24",
+            "Mars/Base",
+        )];
+        let (freeze, _) = freeze_state(&spec, &broken, &prod, now);
+        let Freeze::Invalid(message) = freeze else {
+            panic!("{freeze:?}")
+        };
+        assert!(
+            message.contains("FreezePolicy/broken: spec.windows[0].timeZone"),
+            "{message}"
+        );
+        assert_eq!(freeze_state(&spec, &broken, &dev, now).0, Freeze::None);
+    }
+
+    #[test]
+    fn a_freeze_policy_gets_a_valid_condition_naming_the_fields() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-12-24T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let good = policy("good", None, "2026-12-24", "2026-12-26", "UTC");
+        let st = freeze_policy_status(&good, now);
+        assert_eq!(
+            (st.conditions[0].type_.as_str(), st.conditions[0].status.as_str()),
+            ("Valid", "True")
+        );
+        let mut bad = policy("bad", None, "2026-12-26T10:00", "2026-12-24", "Mars/Base");
+        bad.status = Some(st);
+        let st = freeze_policy_status(&bad, now);
+        let c = &st.conditions[0];
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("False", "InvalidWindows")
+        );
+        assert!(c.message.contains("spec.windows[0].timeZone"), "{}", c.message);
+        assert!(c.message.contains("spec.windows[0].dates.end"), "{}", c.message);
+        // Unchanged input, unchanged status (no churn).
+        bad.status = Some(st.clone());
+        assert_eq!(freeze_policy_status(&bad, now), st);
+    }
 }

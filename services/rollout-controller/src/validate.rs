@@ -70,13 +70,26 @@ pub fn validate(spec: &RolloutSpec, templates: &BTreeMap<String, AnalysisTemplat
             step.set_weight.is_some(),
             step.pause.is_some(),
             step.analysis.is_some(),
+            step.approval.is_some(),
         ];
         if set.iter().filter(|s| **s).count() != 1 {
             bad(
                 &mut out,
                 path.clone(),
-                "must have exactly one of setWeight, pause, analysis",
+                "must have exactly one of setWeight, pause, analysis, approval",
             );
+        }
+        if let Some(approval) = &step.approval {
+            for (j, a) in approval.approvers.iter().enumerate() {
+                let name = a.strip_prefix("group:").unwrap_or(a);
+                if name.trim().is_empty() || name.contains(',') {
+                    bad(
+                        &mut out,
+                        format!("{path}.approval.approvers[{j}]"),
+                        &format!("`{a}` is not a user name or `group:<name>`"),
+                    );
+                }
+            }
         }
         if let Some(w) = step.set_weight {
             if !(0..=100).contains(&w) {
@@ -117,6 +130,9 @@ pub fn validate(spec: &RolloutSpec, templates: &BTreeMap<String, AnalysisTemplat
             templates,
         ));
     }
+    let (_, problems) =
+        crate::freeze::parse(&spec.freeze_windows, "spec.freezeWindows", "spec.freezeWindows");
+    out.extend(problems);
     out
 }
 
@@ -569,6 +585,65 @@ mod tests {
         assert_eq!(
             fields(&p),
             ["spec.strategy.canary.steps[0].analysis.inline.metrics[1].name"]
+        );
+    }
+
+    #[test]
+    fn freeze_windows_and_approvers_name_the_field() {
+        use crate::crd::{ApprovalStep, DateRange, FreezeWindow, TimeRange};
+        let gate = CanaryStep {
+            approval: Some(ApprovalStep {
+                require_different_person: true,
+                approvers: vec!["carol".into(), "group:".into(), "a,b".into()],
+            }),
+            ..Default::default()
+        };
+        let mut s = spec(vec![weight(10), gate, weight(50)]);
+        s.freeze_windows = vec![
+            FreezeWindow {
+                name: "cutoff".into(),
+                time_zone: Some("Asia/Shanghai".into()),
+                daily: Some(TimeRange {
+                    start: "22:30".into(),
+                    end: "23:30".into(),
+                }),
+                ..Default::default()
+            },
+            FreezeWindow {
+                name: "tz".into(),
+                time_zone: Some("Asia/Beijing".into()),
+                daily: Some(TimeRange {
+                    start: "22:30".into(),
+                    end: "23:30".into(),
+                }),
+                ..Default::default()
+            },
+            FreezeWindow {
+                name: "holiday".into(),
+                dates: Some(DateRange {
+                    start: "2026-10-07".into(),
+                    end: "2026-10-01".into(),
+                }),
+                ..Default::default()
+            },
+        ];
+        let problems = validate(&s, &BTreeMap::new());
+        assert_eq!(
+            fields(&problems),
+            [
+                "spec.strategy.canary.steps[1].approval.approvers[1]",
+                "spec.strategy.canary.steps[1].approval.approvers[2]",
+                "spec.freezeWindows[1].timeZone",
+                "spec.freezeWindows[2].dates.end",
+            ],
+            "{problems:?}"
+        );
+        // An approval step with another kind is not one step.
+        let mut both = weight(20);
+        both.approval = Some(ApprovalStep::default());
+        assert_eq!(
+            fields(&validate(&spec(vec![both]), &BTreeMap::new())),
+            ["spec.strategy.canary.steps[0]"]
         );
     }
 

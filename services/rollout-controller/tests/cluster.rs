@@ -8,10 +8,13 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use k8s_openapi::{
     api::{
+        admissionregistration::v1::{ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding},
         apps::v1::Deployment,
+        certificates::v1::CertificateSigningRequest,
         coordination::v1::Lease,
         core::v1::{Namespace, Pod},
         events::v1::Event,
+        rbac::v1::{Role, RoleBinding},
     },
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
@@ -22,8 +25,9 @@ use kube::{
 use payplane_rollout_controller::{
     app,
     crd::{
-        AnalysisRef, AnalysisTemplateSpec, CanaryStep, Metric, PauseStep, Phase, PrometheusProvider,
-        Provider, Rollout, RolloutSpec, RolloutStatus, TemplateRef,
+        AnalysisRef, AnalysisTemplateSpec, ApprovalStep, CanaryStep, DateRange, FreezePolicy,
+        FreezePolicySpec, FreezeWindow, Metric, NamespaceSelector, PauseReason, PauseStep, Phase,
+        PrometheusProvider, Provider, Rollout, RolloutSpec, RolloutStatus, TemplateRef,
     },
     lease::LeaseConfig,
     metrics::ControllerMetrics,
@@ -73,6 +77,7 @@ async fn install_crds(client: &Client) {
     for crd in [
         Rollout::crd(),
         payplane_rollout_controller::crd::AnalysisTemplate::crd(),
+        FreezePolicy::crd(),
     ] {
         let name = crd.name_any();
         api.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&crd))
@@ -156,6 +161,8 @@ fn rand_suffix() -> u64 {
 struct Controller {
     stop: CancellationToken,
     handle: tokio::task::JoinHandle<()>,
+    /// Shared with the running controller: its reconcile counter shows a busy loop.
+    metrics: ControllerMetrics,
 }
 
 impl Controller {
@@ -164,12 +171,18 @@ impl Controller {
         let metrics =
             ControllerMetrics::register(&payplane_runtime::Metrics::new("rollout-controller", "test"));
         let settings = app::Settings {
+            // The FreezePolicies of this test only (they are cluster-scoped).
+            freeze_policy_selector: Some(format!("payplane.io/test-ns={ns}")),
             namespace: Some(ns.to_owned()),
             instance: lease.as_ref().map(|l| l.identity.clone()),
             lease,
         };
-        let handle = tokio::spawn(app::run(client.clone(), settings, metrics, stop.clone()));
-        Self { stop, handle }
+        let handle = tokio::spawn(app::run(client.clone(), settings, metrics.clone(), stop.clone()));
+        Self {
+            stop,
+            handle,
+            metrics,
+        }
     }
 
     /// Graceful stop: releases the Lease.
@@ -879,4 +892,787 @@ async fn leader_failover_mid_rollout_without_a_double_step() {
         "both led: {reporters:?}"
     );
     ns.finish(b).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Freeze windows and approval gates
+
+/// A dated window from `start` to `end`, written as wall-clock times in `tz`.
+fn dated_window(
+    name: &str,
+    tz: &str,
+    start: chrono::DateTime<chrono::Utc>,
+    end: chrono::DateTime<chrono::Utc>,
+) -> FreezeWindow {
+    let zone: chrono_tz::Tz = tz.parse().unwrap();
+    let local =
+        |t: chrono::DateTime<chrono::Utc>| t.with_timezone(&zone).format("%Y-%m-%dT%H:%M:%S").to_string();
+    FreezeWindow {
+        name: name.into(),
+        time_zone: Some(tz.into()),
+        dates: Some(DateRange {
+            start: local(start),
+            end: local(end),
+        }),
+        ..Default::default()
+    }
+}
+
+fn parse_time(s: &str) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .unwrap()
+        .with_timezone(&chrono::Utc)
+}
+
+async fn label_namespace(ns: &TestNs, key: &str, value: &str) {
+    let patch = json!({"metadata": {"labels": {key: value}}});
+    Api::<Namespace>::all(ns.client.clone())
+        .patch(&ns.name, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .expect("label namespace");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_that_reaches_a_freeze_window_waits_and_resumes_after_it() {
+    let client = cluster().await;
+    let ns = TestNs::new(&client, "freeze").await;
+    // A cluster-wide FreezePolicy, selecting only this namespace.
+    label_namespace(&ns, "payplane.io/freeze-test", &ns.name).await;
+    let controller = Controller::start(&client, &ns.name, None);
+    create_deployment(&ns, "ledger", "v1", 2).await;
+    create_rollout(
+        &ns,
+        "ledger",
+        "ledger",
+        vec![weight(33), pause(Some("6s")), weight(50)],
+        None,
+    )
+    .await;
+    wait_status(&ns, "ledger", "Healthy", POD_TIMEOUT, |s| {
+        s.phase == Phase::Healthy && s.stable_revision.is_some()
+    })
+    .await;
+    set_version(&ns, "ledger", "v2").await;
+    let v2 = current_hash(&ns, "ledger").await;
+    let st = wait_status(&ns, "ledger", "in the 6 s pause (step 1)", POD_TIMEOUT, |s| {
+        s.current_step_index == Some(1)
+    })
+    .await;
+    // The settlement cut-off starts 3 s into the pause (before it ends) and lasts 10 s.
+    // Whole seconds: the window is written as local date-times to the second.
+    let pause_started = parse_time(st.step_started_at.as_deref().unwrap()).timestamp();
+    let now = chrono::Utc::now().timestamp();
+    let start = chrono::DateTime::from_timestamp((pause_started + 3).max(now + 1), 0).unwrap();
+    let end = start + chrono::Duration::seconds(10);
+    assert!(
+        start.timestamp() <= pause_started + 5,
+        "the test saw the pause too late to place a window before its end (slow machine)"
+    );
+    let policy_name = format!("{}-cutoff", ns.name);
+    let policy = FreezePolicy::new(
+        &policy_name,
+        FreezePolicySpec {
+            namespace_selector: Some(NamespaceSelector {
+                match_labels: BTreeMap::from([("payplane.io/freeze-test".to_owned(), ns.name.clone())]),
+            }),
+            windows: vec![dated_window("settlement-cutoff", "Asia/Shanghai", start, end)],
+        },
+    );
+    let mut policy = policy;
+    policy.metadata.labels = Some(BTreeMap::from([(
+        "payplane.io/test-ns".to_owned(),
+        ns.name.clone(),
+    )]));
+    let policies: Api<FreezePolicy> = Api::all(client.clone());
+    policies
+        .create(&PostParams::default(), &policy)
+        .await
+        .expect("create FreezePolicy");
+
+    // The pause ends inside the window: held, with the window and its end in the status.
+    let st = wait_status(
+        &ns,
+        "ledger",
+        "held by the freeze window",
+        Duration::from_secs(20),
+        |s| s.pause_reason == Some(PauseReason::FreezeWindow),
+    )
+    .await;
+    assert!(chrono::Utc::now() < end, "held before the window's end");
+    assert_eq!(st.current_step_index, Some(1));
+    let hold = st.freeze.clone().expect("status.freeze");
+    assert_eq!(hold.window, "settlement-cutoff");
+    assert_eq!(hold.source, format!("FreezePolicy/{policy_name}"));
+    assert_eq!(parse_time(hold.until.as_deref().unwrap()), end);
+    let frozen = st
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Frozen")
+        .expect("Frozen condition");
+    assert_eq!(frozen.status, "True");
+    assert!(frozen.message.contains("settlement-cutoff"), "{}", frozen.message);
+    wait!(
+        "Frozen event",
+        Duration::from_secs(10),
+        has_event(&ns, "Frozen", "settlement-cutoff").await
+    );
+    // Nothing advances while it lasts, and nothing polls: still step 1 and one canary pod two
+    // seconds later, the status unchanged and (almost) no reconcile in between.
+    let version = ns
+        .api::<Rollout>()
+        .get("ledger")
+        .await
+        .unwrap()
+        .resource_version();
+    let reconciles = controller.metrics.reconciles.get();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let st = status(&ns, "ledger").await;
+    if chrono::Utc::now() < end - chrono::Duration::milliseconds(500) {
+        assert_eq!(st.current_step_index, Some(1), "advanced inside the window");
+        assert_eq!(st.desired_weight, 33);
+        assert_eq!(pod_versions(&ns, "ledger", true).await, ["v2"]);
+        assert_eq!(
+            ns.api::<Rollout>()
+                .get("ledger")
+                .await
+                .unwrap()
+                .resource_version(),
+            version,
+            "no status churn while held"
+        );
+        let during = controller.metrics.reconciles.get() - reconciles;
+        assert!(during <= 3, "{during} reconciles in 2 s while held: a busy loop");
+    } else {
+        eprintln!("the machine is slow: the window nearly ended before the hold was checked");
+    }
+
+    // After the window the release goes on by itself (requeued for the window's end) and is
+    // promoted.
+    let st = wait_status(
+        &ns,
+        "ledger",
+        "step 2 after the window",
+        Duration::from_secs(30),
+        |s| s.current_step_index.unwrap_or(0) >= 2 || s.phase == Phase::Healthy,
+    )
+    .await;
+    assert!(
+        chrono::Utc::now() >= end,
+        "advanced before the window's end: {st:?}"
+    );
+    assert_eq!(st.freeze, None);
+    wait_status(&ns, "ledger", "promoted after the window", POD_TIMEOUT, |s| {
+        s.phase == Phase::Healthy && s.stable_revision.as_deref() == Some(v2.as_str())
+    })
+    .await;
+    assert!(has_event(&ns, "FreezeEnded", "settlement-cutoff").await);
+    // The policies' own status: Valid, or not with the fields named (this one selects no
+    // namespace, so it holds nothing).
+    let valid = |name: String| {
+        let policies = policies.clone();
+        async move {
+            policies
+                .get(&name)
+                .await
+                .ok()
+                .and_then(|p| p.status)
+                .and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "Valid"))
+        }
+    };
+    wait!(
+        "the policy is Valid",
+        Duration::from_secs(20),
+        valid(policy_name.clone())
+            .await
+            .is_some_and(|c| c.status == "True")
+    );
+    let mut broken = FreezePolicy::new(
+        &format!("{}-broken", ns.name),
+        FreezePolicySpec {
+            namespace_selector: Some(NamespaceSelector {
+                match_labels: BTreeMap::from([("payplane.io/no-such-label".to_owned(), "x".to_owned())]),
+            }),
+            windows: vec![FreezeWindow {
+                name: "typo".into(),
+                time_zone: Some("Asia/Beijing".into()),
+                dates: Some(DateRange {
+                    start: "2026-12-26".into(),
+                    end: "2026-12-24".into(),
+                }),
+                ..Default::default()
+            }],
+        },
+    );
+    broken.metadata.labels = policy.metadata.labels.clone();
+    policies
+        .create(&PostParams::default(), &broken)
+        .await
+        .expect("create the broken FreezePolicy");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let condition = loop {
+        if let Some(c) = valid(broken.name_any()).await.filter(|c| c.status == "False") {
+            break c;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the broken policy never got Valid=False"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let message = condition.message;
+    assert!(
+        message.contains("spec.windows[0].timeZone") && message.contains("spec.windows[0].dates.end"),
+        "{message}"
+    );
+    let _ = policies
+        .delete(&broken.name_any(), &DeleteParams::default())
+        .await;
+    // The step completed once, after the window.
+    let completed: Vec<_> = events(&ns)
+        .await
+        .into_iter()
+        .filter(|(r, n, _)| r == "StepCompleted" && n.contains("step 1 ("))
+        .collect();
+    assert_eq!(completed.len(), 1, "{completed:?}");
+    let _ = policies.delete(&policy_name, &DeleteParams::default()).await;
+    ns.finish(controller).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inside_a_freeze_window_promote_is_refused_and_abort_still_acts() {
+    let client = cluster().await;
+    let ns = TestNs::new(&client, "freezeabort").await;
+    let controller = Controller::start(&client, &ns.name, None);
+    create_deployment(&ns, "fx", "v1", 2).await;
+    create_rollout(&ns, "fx", "fx", vec![weight(33), pause(None), weight(50)], None).await;
+    wait_status(&ns, "fx", "Healthy", POD_TIMEOUT, |s| {
+        s.phase == Phase::Healthy && s.stable_revision.is_some()
+    })
+    .await;
+    set_version(&ns, "fx", "v2").await;
+    wait_status(&ns, "fx", "paused at step 1", POD_TIMEOUT, |s| {
+        s.phase == Phase::Paused && s.current_step_index == Some(1)
+    })
+    .await;
+    // A Rollout-level window in force now, for an hour (London time).
+    let now = chrono::Utc::now();
+    let window = dated_window(
+        "month-end-close",
+        "Europe/London",
+        now - chrono::Duration::minutes(1),
+        now + chrono::Duration::hours(1),
+    );
+    let patch = json!({"spec": {"freezeWindows": [window]}});
+    ns.api::<Rollout>()
+        .patch("fx", &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .expect("add a freeze window");
+    request(&ns, "fx", "promote").await;
+    let st = wait_status(&ns, "fx", "promote refused", Duration::from_secs(20), |s| {
+        s.pause_reason == Some(PauseReason::FreezeWindow)
+    })
+    .await;
+    assert_eq!(st.current_step_index, Some(1));
+    assert_eq!(st.freeze.as_ref().unwrap().source, "spec.freezeWindows");
+    wait!(
+        "RequestRefused event",
+        Duration::from_secs(10),
+        has_event(&ns, "RequestRefused", "`promote` refused").await
+    );
+    // Abort acts inside the window.
+    request(&ns, "fx", "abort").await;
+    let st = wait_status(&ns, "fx", "aborted", Duration::from_secs(30), |s| {
+        s.phase == Phase::Degraded
+    })
+    .await;
+    assert!(st.abort);
+    assert_eq!(st.freeze, None, "an aborted release is not held");
+    wait!(
+        "canary pods gone after abort",
+        POD_TIMEOUT,
+        pod_versions(&ns, "fx", true).await.is_empty()
+    );
+    ns.finish(controller).await;
+}
+
+/// A real user of the cluster: a client certificate (CN=name, O=groups) signed by the cluster CA
+/// through the CertificateSigningRequest API (signer kubernetes.io/kube-apiserver-client, issued by
+/// the kube-controller-manager), approved by the admin.
+async fn user_client(admin: &Client, name: &str, groups: &[&str]) -> Client {
+    let dir = std::env::temp_dir().join(format!("payplane-user-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    let key = dir.join("key.pem");
+    let csr_pem = dir.join("csr.pem");
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl (the cluster's PKI needs it too)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-out",
+        key.to_str().unwrap(),
+    ]);
+    let subject: String = groups
+        .iter()
+        .map(|g| format!("/O={g}"))
+        .chain([format!("/CN={name}")])
+        .collect();
+    openssl(&[
+        "req",
+        "-new",
+        "-key",
+        key.to_str().unwrap(),
+        "-subj",
+        &subject,
+        "-out",
+        csr_pem.to_str().unwrap(),
+    ]);
+    let csr_name = format!("payplane-test-{name}-{}-{}", std::process::id(), rand_suffix());
+    let csr: CertificateSigningRequest = serde_json::from_value(json!({
+        "metadata": {"name": csr_name},
+        "spec": {
+            "request": k8s_openapi::ByteString(std::fs::read(&csr_pem).unwrap()),
+            "signerName": "kubernetes.io/kube-apiserver-client",
+            "usages": ["client auth"],
+            "expirationSeconds": 3600,
+        },
+    }))
+    .unwrap();
+    let csrs: Api<CertificateSigningRequest> = Api::all(admin.clone());
+    csrs.create(&PostParams::default(), &csr)
+        .await
+        .expect("create CSR");
+    let approval = json!({"status": {"conditions": [{
+        "type": "Approved", "status": "True", "reason": "PayplaneTest", "message": "test user",
+    }]}});
+    csrs.patch_approval(&csr_name, &PatchParams::default(), &Patch::Merge(approval))
+        .await
+        .expect("approve CSR");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let certificate = loop {
+        if let Some(c) = csrs.get(&csr_name).await.ok().and_then(|c| c.status?.certificate) {
+            break c;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no certificate issued for {name} within 30 s: is the kube-controller-manager's signer \
+             (--cluster-signing-cert-file) configured?"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let cert = dir.join("cert.pem");
+    std::fs::write(&cert, &certificate.0).unwrap();
+    let _ = csrs.delete(&csr_name, &DeleteParams::default()).await;
+
+    let admin_config = kube::config::Kubeconfig::read().expect("KUBECONFIG");
+    let context = admin_config
+        .current_context
+        .as_ref()
+        .and_then(|c| admin_config.contexts.iter().find(|x| &x.name == c))
+        .and_then(|c| c.context.as_ref())
+        .expect("current context");
+    let cluster = admin_config
+        .clusters
+        .iter()
+        .find(|c| c.name == context.cluster)
+        .and_then(|c| c.cluster.as_ref())
+        .expect("cluster");
+    let yaml = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n    certificate-authority-data: {}\n\
+         users:\n- name: {name}\n  user:\n    client-certificate: {}\n    client-key: {}\n\
+         contexts:\n- name: c\n  context: {{cluster: c, user: {name}}}\ncurrent-context: c\n",
+        cluster.server.as_deref().unwrap(),
+        cluster.certificate_authority_data.as_deref().unwrap(),
+        cert.display(),
+        key.display(),
+    );
+    // Also on disk, for `kubectl --kubeconfig` while debugging (valid for the CSR's hour).
+    std::fs::write(dir.join("kubeconfig"), &yaml).unwrap();
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(&yaml).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .expect("user kubeconfig");
+    let user = Client::try_from(config).expect("user client");
+    // The apiserver sees the certificate's identity.
+    let review = Api::<k8s_openapi::api::authentication::v1::SelfSubjectReview>::all(user.clone())
+        .create(&PostParams::default(), &Default::default())
+        .await
+        .expect("SelfSubjectReview");
+    let info = review.status.and_then(|s| s.user_info).unwrap();
+    assert_eq!(info.username.as_deref(), Some(name));
+    user
+}
+
+/// The admission policies and bindings shipped in charts/rollout-controller/policies/.
+async fn install_policies(client: &Client) {
+    let dir =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../charts/rollout-controller/policies");
+    for file in ["release-identity.yaml", "bindings.yaml"] {
+        let text = std::fs::read_to_string(dir.join(file)).unwrap();
+        let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).unwrap();
+        for doc in docs {
+            let name = doc["metadata"]["name"].as_str().unwrap().to_owned();
+            let pp = PatchParams::apply(MANAGER).force();
+            match doc["kind"].as_str().unwrap() {
+                "ValidatingAdmissionPolicy" => {
+                    Api::<ValidatingAdmissionPolicy>::all(client.clone())
+                        .patch(&name, &pp, &Patch::Apply(&doc))
+                        .await
+                        .expect("apply policy");
+                }
+                "ValidatingAdmissionPolicyBinding" => {
+                    Api::<ValidatingAdmissionPolicyBinding>::all(client.clone())
+                        .patch(&name, &pp, &Patch::Apply(&doc))
+                        .await
+                        .expect("apply binding");
+                }
+                other => panic!("unexpected kind {other} in {file}"),
+            }
+        }
+    }
+}
+
+/// `user` changes the Deployment's template (a chart upgrade), stamping `released_by`.
+async fn release_as(
+    user: &Client,
+    ns: &TestNs,
+    name: &str,
+    version: &str,
+    released_by: Option<&str>,
+) -> Result<(), kube::Error> {
+    let mut patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "env": [{"name": "VERSION", "value": version}]}]}}}});
+    if let Some(by) = released_by {
+        patch["metadata"] = json!({"annotations": {"payplane.io/released-by": by}});
+    }
+    Api::<Deployment>::namespaced(user.clone(), &ns.name)
+        .patch(name, &PatchParams::default(), &Patch::Strategic(patch))
+        .await
+        .map(|_| ())
+}
+
+async fn approve_as(
+    user: &Client,
+    ns: &TestNs,
+    rollout: &str,
+    approved_by: &str,
+    groups: Option<&str>,
+) -> Result<(), kube::Error> {
+    let mut patch = json!({"metadata": {"annotations": {"payplane.io/approved-by": approved_by}}});
+    if let Some(g) = groups {
+        patch["metadata"]["annotations"]["payplane.io/approver-groups"] = json!(g);
+    }
+    Api::<Rollout>::namespaced(user.clone(), &ns.name)
+        .patch(rollout, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .map(|_| ())
+}
+
+fn assert_denied_by_policy(result: Result<(), kube::Error>, what: &str) {
+    match result {
+        Err(kube::Error::Api(s)) => {
+            assert_eq!(s.code, 403, "{what}: {s:?}");
+            assert!(
+                s.message.contains("ValidatingAdmissionPolicy"),
+                "{what}: {}",
+                s.message
+            );
+        }
+        other => panic!("{what}: expected a denial by the admission policy, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_by_the_release_author_is_refused_and_one_by_another_person_accepted() {
+    let client = cluster().await;
+    install_policies(&client).await;
+    let ns = TestNs::new(&client, "foureyes").await;
+    label_namespace(&ns, "payplane.io/governance", "enforced").await;
+    // alice and bob may change Deployments and Rollouts here, nothing more.
+    let role: Role = serde_json::from_value(json!({
+        "metadata": {"name": "releaser"},
+        "rules": [
+            {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "watch", "patch", "update"]},
+            {"apiGroups": ["payplane.io"], "resources": ["rollouts"], "verbs": ["get", "list", "watch", "patch", "update"]},
+        ],
+    }))
+    .unwrap();
+    ns.api::<Role>()
+        .create(&PostParams::default(), &role)
+        .await
+        .unwrap();
+    let binding: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": "releasers"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "releaser"},
+        "subjects": [
+            {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "alice"},
+            {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "bob"},
+        ],
+    }))
+    .unwrap();
+    ns.api::<RoleBinding>()
+        .create(&PostParams::default(), &binding)
+        .await
+        .unwrap();
+    let alice = user_client(&client, "alice", &["payments-devs"]).await;
+    let bob = user_client(&client, "bob", &["release-managers"]).await;
+
+    let controller = Controller::start(&client, &ns.name, None);
+    create_deployment(&ns, "acct", "v1", 2).await;
+    let gate = CanaryStep {
+        approval: Some(ApprovalStep {
+            require_different_person: true,
+            // alice by name (so that four eyes, not the list, refuses her), bob by his group.
+            approvers: vec!["alice".into(), "group:release-managers".into()],
+        }),
+        ..Default::default()
+    };
+    create_rollout(&ns, "acct", "acct", vec![weight(33), gate, weight(50)], None).await;
+    wait_status(&ns, "acct", "Healthy", POD_TIMEOUT, |s| {
+        s.phase == Phase::Healthy && s.stable_revision.is_some()
+    })
+    .await;
+    wait!(
+        "the Deployment is pinned and annotated",
+        Duration::from_secs(10),
+        ns.api::<Deployment>()
+            .get("acct")
+            .await
+            .unwrap()
+            .annotations()
+            .contains_key("payplane.io/rollout")
+    );
+
+    // The apiserver: a template change must name its author, truthfully.
+    assert_denied_by_policy(
+        release_as(&alice, &ns, "acct", "v2", None).await,
+        "a release without released-by",
+    );
+    assert_denied_by_policy(
+        release_as(&alice, &ns, "acct", "v2", Some("bob")).await,
+        "alice claiming bob released",
+    );
+    release_as(&alice, &ns, "acct", "v2", Some("alice"))
+        .await
+        .expect("alice releases v2");
+    let v2 = current_hash(&ns, "acct").await;
+    let st = wait_status(&ns, "acct", "waiting for approval at step 1", POD_TIMEOUT, |s| {
+        s.pause_reason == Some(PauseReason::AwaitingApproval) && s.current_step_index == Some(1)
+    })
+    .await;
+    assert_eq!(st.released_by.as_deref(), Some("alice"));
+    assert_eq!(st.canary_revision.as_deref(), Some(v2.as_str()));
+
+    // An approval in someone else's name is refused by the apiserver.
+    assert_denied_by_policy(
+        approve_as(&alice, &ns, "acct", "bob", None).await,
+        "alice approving as bob",
+    );
+    // alice approves her own release: admitted (it is her name), refused by the controller.
+    assert_denied_by_policy(
+        approve_as(&alice, &ns, "acct", "alice", Some("release-managers")).await,
+        "alice claiming a group she is not in",
+    );
+    approve_as(&alice, &ns, "acct", "alice", None)
+        .await
+        .expect("alice's own approval is admitted");
+    let st = wait_status(
+        &ns,
+        "acct",
+        "the author's approval refused",
+        Duration::from_secs(20),
+        |s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == "Approval" && c.status == "False")
+        },
+    )
+    .await;
+    let c = st.conditions.iter().find(|c| c.type_ == "Approval").unwrap();
+    assert_eq!(c.reason, "SamePerson");
+    assert!(c.message.contains("alice started this release"), "{}", c.message);
+    assert_eq!(st.current_step_index, Some(1), "not approved");
+    assert!(st.approvals.is_empty());
+    wait!(
+        "ApprovalRefused event",
+        Duration::from_secs(10),
+        has_event(&ns, "ApprovalRefused", "alice started this release").await
+    );
+    wait!(
+        "the refused approval was consumed",
+        Duration::from_secs(10),
+        !ns.api::<Rollout>()
+            .get("acct")
+            .await
+            .unwrap()
+            .annotations()
+            .contains_key("payplane.io/approved-by")
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(status(&ns, "acct").await.current_step_index, Some(1));
+
+    // bob without naming his group is not on the list; with it he is: accepted, recorded, the
+    // release goes on to promotion.
+    approve_as(&bob, &ns, "acct", "bob", None)
+        .await
+        .expect("bob's approval is admitted");
+    wait_status(
+        &ns,
+        "acct",
+        "bob without his group refused",
+        Duration::from_secs(20),
+        |s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == "Approval" && c.reason == "NotAnApprover")
+        },
+    )
+    .await;
+    wait!(
+        "the refused approval was consumed",
+        Duration::from_secs(10),
+        !ns.api::<Rollout>()
+            .get("acct")
+            .await
+            .unwrap()
+            .annotations()
+            .contains_key("payplane.io/approved-by")
+    );
+    approve_as(&bob, &ns, "acct", "bob", Some("release-managers"))
+        .await
+        .expect("bob approves");
+    let st = wait_status(&ns, "acct", "approved by bob", Duration::from_secs(20), |s| {
+        s.current_step_index.unwrap_or(0) >= 2 || s.phase == Phase::Healthy
+    })
+    .await;
+    if st.phase != Phase::Healthy {
+        assert_eq!(st.approvals.len(), 1);
+        assert_eq!(st.approvals[0].by, "bob");
+        assert_eq!(st.approvals[0].step, 1);
+    }
+    assert!(
+        has_event(&ns, "Approved", "approved by bob (released by alice)").await,
+        "{:?}",
+        events(&ns).await
+    );
+    wait_status(&ns, "acct", "promoted", POD_TIMEOUT, |s| {
+        s.phase == Phase::Healthy && s.stable_revision.as_deref() == Some(v2.as_str())
+    })
+    .await;
+
+    // An emergency release through a freeze window, by a named person.
+    let now = chrono::Utc::now();
+    let window = dated_window(
+        "incident-freeze",
+        "America/New_York",
+        now - chrono::Duration::minutes(1),
+        now + chrono::Duration::hours(1),
+    );
+    ns.api::<Rollout>()
+        .patch(
+            "acct",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"freezeWindows": [window]}})),
+        )
+        .await
+        .expect("add a freeze window");
+    release_as(&alice, &ns, "acct", "v3", Some("alice"))
+        .await
+        .expect("alice releases v3");
+    let v3 = current_hash(&ns, "acct").await;
+    wait_status(
+        &ns,
+        "acct",
+        "v3 held by the freeze",
+        Duration::from_secs(30),
+        |s| {
+            s.canary_revision.as_deref() == Some(v3.as_str())
+                && s.pause_reason == Some(PauseReason::FreezeWindow)
+        },
+    )
+    .await;
+    assert!(
+        pod_versions(&ns, "acct", true).await.is_empty(),
+        "no canary during the freeze"
+    );
+    let override_as = |user: Client, by: &'static str| {
+        let ns_name = ns.name.clone();
+        async move {
+            let patch = json!({"metadata": {"annotations": {
+                "payplane.io/freeze-override": "hotfix INC-7",
+                "payplane.io/freeze-override-by": by,
+            }}});
+            Api::<Rollout>::namespaced(user, &ns_name)
+                .patch("acct", &PatchParams::default(), &Patch::Merge(patch))
+                .await
+                .map(|_| ())
+        }
+    };
+    assert_denied_by_policy(
+        override_as(bob.clone(), "alice").await,
+        "bob overriding in alice's name",
+    );
+    override_as(bob.clone(), "bob").await.expect("bob overrides");
+    let st = wait_status(
+        &ns,
+        "acct",
+        "the override lets v3 go on to its approval gate",
+        POD_TIMEOUT,
+        |s| s.freeze_override.is_some() && s.pause_reason == Some(PauseReason::AwaitingApproval),
+    )
+    .await;
+    let o = st.freeze_override.unwrap();
+    assert_eq!(
+        (o.by.as_str(), o.reason.as_str(), o.revision.as_str()),
+        ("bob", "hotfix INC-7", v3.as_str())
+    );
+    assert_eq!(st.freeze, None);
+    assert!(
+        has_event(&ns, "FreezeOverridden", "by bob: hotfix INC-7").await,
+        "{:?}",
+        events(&ns).await
+    );
+    assert_eq!(pod_versions(&ns, "acct", true).await, ["v3"]);
+
+    // `undo` rewrites the template: the controller does it in its own name, which the admission
+    // policy admits (the canary's template change from v2 to v3 above went through it too).
+    request(&ns, "acct", "undo").await;
+    wait_status(
+        &ns,
+        "acct",
+        "back on v2 after undo",
+        Duration::from_secs(60),
+        |s| s.phase == Phase::Healthy && s.canary_revision.is_none(),
+    )
+    .await;
+    assert_eq!(current_hash(&ns, "acct").await, v2);
+    let me = Api::<k8s_openapi::api::authentication::v1::SelfSubjectReview>::all(client.clone())
+        .create(&PostParams::default(), &Default::default())
+        .await
+        .unwrap()
+        .status
+        .and_then(|s| s.user_info?.username)
+        .unwrap();
+    let d = ns.api::<Deployment>().get("acct").await.unwrap();
+    assert_eq!(
+        d.annotations().get("payplane.io/released-by"),
+        Some(&me),
+        "undo is released by the controller's identity"
+    );
+    assert!(has_event(&ns, "Undo", "template set to revision").await);
+    ns.finish(controller).await;
 }
