@@ -97,6 +97,9 @@ impl Env {
             &format!("global.image.registry={}", self.registry),
             "--set",
             &format!("watchNamespace={}", self.ns),
+            // The cluster's identity policies belong to the platform's own controller install.
+            "--set",
+            "admissionPolicies.enabled=false",
             "--wait",
             "--timeout",
             "3m",
@@ -558,6 +561,10 @@ fn canary_releases_of_accounting_under_payment_load() {
     for load in ["load-good", "load-errors", "load-slow", "load-ledger"] {
         kubectl(&["-n", ns, "delete", "pod", load, "--wait=false"]).ok();
     }
+    // The platform first, while the controller still runs to release the Rollout's finalizer
+    // (it unpins the Deployment); then the controller.
+    helm_run(&["uninstall", RELEASE, "-n", ns, "--wait", "--timeout", "3m"]).unwrap();
+    helm_run(&["uninstall", CONTROLLER, "-n", ns, "--wait", "--timeout", "2m"]).unwrap();
     println!(
         "FIGURE release: the whole scenario took {:.0} s",
         start.elapsed().as_secs_f64()
