@@ -43,8 +43,9 @@ pub const SERVICE_LABEL: &str = "payplane.io/service";
 pub const OCI_REVISION_LABEL: &str = "org.opencontainers.image.revision";
 pub const OCI_CREATED_LABEL: &str = "org.opencontainers.image.created";
 
-/// One transition of one release of a Rollout. Append-only: never updated, never deleted by the
-/// controller (the namespace's retention policy decides how long the trail is kept).
+/// One transition of one release of a Rollout. Append-only: the apiserver refuses any change to
+/// the spec (CEL rule `self == oldSelf`), and the controller never deletes one (the namespace's
+/// retention policy decides how long the trail is kept).
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "payplane.io",
@@ -61,6 +62,10 @@ pub const OCI_CREATED_LABEL: &str = "org.opencontainers.image.created";
     printcolumn = r#"{"name":"Time","type":"date","jsonPath":".spec.time"}"#
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "self == oldSelf",
+    "message": "ReleaseEvents are append-only: create a new event instead of changing one"
+}]))]
 pub struct ReleaseEventSpec {
     /// Name of the Rollout (same namespace).
     pub rollout: String,
@@ -460,5 +465,12 @@ mod tests {
             ["Service", "Release", "Seq", "Kind", "Weight", "Actor", "Time"]
         );
         assert!(v.subresources.is_none(), "no status: events are immutable");
+        let spec = serde_json::to_value(&v.schema.as_ref().unwrap().open_api_v3_schema).unwrap()["properties"]
+            ["spec"]
+            .clone();
+        assert_eq!(
+            spec["x-kubernetes-validations"][0]["rule"], "self == oldSelf",
+            "the apiserver refuses edits"
+        );
     }
 }
