@@ -19,7 +19,7 @@ use kube::{
 use payplane_delivery::{
     EventKind::*,
     ReleaseContext, ReleaseEvent,
-    event::{AnalysisEvidence, SYSTEM_ACTOR, Verdict},
+    event::{AnalysisEvidence, SYSTEM_ACTOR, Verdict, next_sequence, record, release_selector},
 };
 use serde_json::json;
 
@@ -156,14 +156,20 @@ async fn create_events(ns: &TestNs) {
     ];
     let api: Api<ReleaseEvent> = Api::namespaced(ns.client.clone(), &ns.name);
     for e in events {
-        api.create(&PostParams::default(), &e.into_resource())
-            .await
-            .expect("create ReleaseEvent");
+        assert!(record(&api, e).await.expect("create ReleaseEvent"), "created");
     }
-    // Append-only: recording the same transition again is refused by name.
-    let again = acct1.event(0, Started, "alice", m(0)).into_resource();
-    let err = api.create(&PostParams::default(), &again).await.unwrap_err();
-    assert!(matches!(err, kube::Error::Api(s) if s.is_already_exists()));
+    // Recording the same transition again (a retried reconcile) creates nothing and is no error.
+    let again = acct1.event(0, Started, "mallory", m(9)).with_reason("replayed");
+    assert!(!record(&api, again).await.unwrap());
+    assert_eq!(api.get("acct-r1-0000").await.unwrap().spec.actor, "alice");
+    // After a restart the controller continues the sequence from what is recorded.
+    let listed = api
+        .list(&kube::api::ListParams::default().labels(&release_selector("acct", 2)))
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(listed.len(), 5);
+    assert_eq!(next_sequence(&listed, "acct", 2), 5);
     // And the apiserver refuses to change one (CEL rule on the spec).
     let edit = json!({"spec": {"actor": "mallory"}});
     let err = api

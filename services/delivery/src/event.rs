@@ -24,8 +24,9 @@
 //! assert_eq!(weight.spec.weight, Some(10));
 //! ```
 //!
-//! Create the resource with `Api::create` (never apply/patch): a name that exists already means
-//! the transition was recorded before (a retried reconcile), and `AlreadyExists` is then success.
+//! Write it with [`record`] (a create; a name that exists already means the transition was
+//! recorded before, by a retried reconcile, and counts as success). After a restart, the next
+//! sequence of a release is [`next_sequence`] of the events listed with [`release_selector`].
 
 use std::collections::BTreeMap;
 
@@ -253,6 +254,36 @@ pub fn event_labels(rollout: &str, release: u64, service: &str) -> BTreeMap<Stri
     ])
 }
 
+/// Label selector of one release's events: `payplane.io/rollout=<rollout>,payplane.io/release=<n>`.
+pub fn release_selector(rollout: &str, release: u64) -> String {
+    format!("{ROLLOUT_LABEL}={rollout},{RELEASE_LABEL}={release}")
+}
+
+/// The sequence the next event of `rollout`'s `release` gets: one past the highest recorded
+/// among `events` (0 when there is none). Events of other releases are ignored.
+pub fn next_sequence(events: &[ReleaseEvent], rollout: &str, release: u64) -> u32 {
+    events
+        .iter()
+        .filter(|e| e.spec.rollout == rollout && e.spec.release == release)
+        .map(|e| e.spec.sequence + 1)
+        .max()
+        .unwrap_or(0)
+}
+
+/// Records one transition: creates the event in `api`'s namespace. `Ok(true)` when this call
+/// created it, `Ok(false)` when an event of that name exists already (the transition was
+/// recorded before: a retried reconcile). Never updates an event.
+pub async fn record(api: &kube::Api<ReleaseEvent>, spec: ReleaseEventSpec) -> Result<bool, kube::Error> {
+    match api
+        .create(&kube::api::PostParams::default(), &spec.into_resource())
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.is_already_exists() => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// What all events of one release share. Build it once per release, then call
 /// [`ReleaseContext::event`] for each transition.
 #[derive(Clone, Debug, PartialEq)]
@@ -399,6 +430,28 @@ mod tests {
         assert_eq!(labels[ROLLOUT_LABEL], "accounting-ro");
         assert_eq!(labels[RELEASE_LABEL], "12");
         assert_eq!(labels[SERVICE_LABEL], "accounting");
+    }
+
+    #[test]
+    fn sequences_continue_after_the_highest_recorded() {
+        let ctx = ReleaseContext::new("acc", "accounting", 7, "h");
+        let other = ReleaseContext::new("acc", "accounting", 8, "h2");
+        let events: Vec<_> = [
+            ctx.event(0, EventKind::Started, "a", at(1)),
+            ctx.event(3, EventKind::Paused, "a", at(2)),
+            other.event(9, EventKind::Started, "a", at(3)),
+        ]
+        .into_iter()
+        .map(ReleaseEventSpec::into_resource)
+        .collect();
+        assert_eq!(next_sequence(&events, "acc", 7), 4);
+        assert_eq!(next_sequence(&events, "acc", 8), 10);
+        assert_eq!(next_sequence(&events, "acc", 9), 0);
+        assert_eq!(next_sequence(&events, "other", 7), 0);
+        assert_eq!(
+            release_selector("acc", 7),
+            "payplane.io/rollout=acc,payplane.io/release=7"
+        );
     }
 
     #[test]

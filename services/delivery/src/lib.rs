@@ -7,8 +7,8 @@
 //!   a window, with their precise definitions.
 //! - [`metrics`]: the figures as Prometheus gauges.
 //!
-//! Everything here is pure (no I/O); the CLI (`payplane report`) and the controller read and
-//! write the resources.
+//! Everything here is pure (no I/O) except [`event::record`], the one create call the
+//! controller makes per transition; the CLI (`payplane report`) reads the resources.
 
 pub mod event;
 pub mod figures;
