@@ -94,7 +94,19 @@ fn text_report_shows_the_hand_counted_figures() {
 
 #[test]
 fn json_report_carries_figures_days_and_releases() {
-    let v: serde_json::Value = serde_json::from_str(&report("json")).unwrap();
+    let json = report("json");
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let top_keys: Vec<&str> = json
+        .lines()
+        .filter_map(|l| l.strip_prefix("  \"")?.split('"').next())
+        .collect();
+    assert_eq!(
+        top_keys,
+        [
+            "since", "until", "days", "overall", "services", "perDay", "releases"
+        ],
+        "each key once"
+    );
     let o = &v["overall"];
     assert_eq!(o["promotions"], 16);
     assert_eq!(o["leadTimeSamples"], 15);
@@ -108,9 +120,10 @@ fn json_report_carries_figures_days_and_releases() {
     assert_eq!(o["timeToRestoreMedianSeconds"], 360.0);
     assert_eq!(v["services"]["settlement"]["changeFailureRate"], 0.25);
     assert_eq!(v["services"]["gateway"]["leadTimeSamples"], 2);
-    assert_eq!(v["days"].as_array().unwrap().len(), 30);
+    assert_eq!(v["days"], 30.0, "the window's length");
+    assert_eq!(v["perDay"].as_array().unwrap().len(), 30);
     assert_eq!(
-        v["days"][11],
+        v["perDay"][11],
         serde_json::json!({"date": "2026-10-12", "promotions": 2, "changeFailures": 0})
     );
     // 16 promoted + accounting 13, settlement 21 (rolled back), routing 5 (aborted), 7 (superseded);

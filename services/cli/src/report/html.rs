@@ -161,7 +161,7 @@ fn axes(out: &mut String, max: f64, unit: &str) {
 }
 
 fn bars(out: &mut String, report: &Report) {
-    let days = &report.days;
+    let days = &report.per_day;
     let total: u64 = days.iter().map(|d| d.promotions).sum();
     let failures: u64 = days.iter().map(|d| d.change_failures).sum();
     let _ = writeln!(

@@ -92,8 +92,8 @@ fn opt_human(s: Option<f64>) -> String {
 pub struct Report {
     #[serde(flatten)]
     pub figures: DeliveryFigures,
-    /// One entry per UTC day of the window.
-    pub days: Vec<Day>,
+    /// One entry per UTC day of the window (`days`, from the figures, is the window's length).
+    pub per_day: Vec<Day>,
     /// Releases promoted or finished in the window, oldest first.
     pub releases: Vec<ReleaseRecord>,
 }
@@ -113,7 +113,7 @@ impl Report {
             records.retain(|r| r.service == s);
         }
         let figures = DeliveryFigures::compute(&records, since, until);
-        let days = DeliveryFigures::days(&records, since, until);
+        let per_day = DeliveryFigures::days(&records, since, until);
         let inside = |t: Option<DateTime<Utc>>| t.is_some_and(|t| since <= t && t < until);
         let releases = records
             .into_iter()
@@ -121,7 +121,7 @@ impl Report {
             .collect();
         Ok(Self {
             figures,
-            days,
+            per_day,
             releases,
         })
     }
