@@ -24,6 +24,7 @@ install_test_tools() {
   command -v cargo >/dev/null || die "cargo not found: install Rust (rustup) first"
   command -v go >/dev/null || die "go not found: Go 1.26 is needed to build Jaeger and the local cloud"
   command -v npm >/dev/null || die "npm not found: Node.js is needed to install buf"
-  apt_install curl ca-certificates
+  # chromium: the CLI's HTML report is checked in a headless browser.
+  apt_install curl ca-certificates chromium
   buf_bin >/dev/null
 }

@@ -3,7 +3,10 @@ use std::{io::IsTerminal, process::ExitCode, time::Duration};
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use payplane_cli::load::{self, Live, LoadPlan, Mode, PaymentMix, mix, stats::join_counts};
+use payplane_cli::{
+    load::{self, Live, LoadPlan, Mode, PaymentMix, mix, stats::join_counts},
+    report,
+};
 use payplane_proto::common::v1::PaymentMethod;
 use payplane_runtime::{ClientArgs, Target, balance};
 use tokio_util::sync::CancellationToken;
@@ -32,6 +35,154 @@ enum Command {
     /// payments it made with GetPayment and prints a summary (--json for scripts).
     #[command(after_help = LOAD_EXAMPLES)]
     Load(LoadArgs),
+
+    /// Print the delivery report: deployment frequency, lead time, change failure rate and
+    /// time to restore, per service and overall, over a window.
+    ///
+    /// Reads the ReleaseEvents the rollout controller records (from the cluster in KUBECONFIG,
+    /// or from a JSON export with --from), folds them into releases and counts, over
+    /// [--since, --until): promotions per day; commit-to-promotion lead time (median, p90);
+    /// the share of finished releases that reached production traffic and were rolled back or
+    /// aborted; and the median time from the first failure sign to all traffic back on stable.
+    /// --format html writes one self-contained page with charts (releases per day, lead-time
+    /// trend).
+    #[command(after_help = REPORT_EXAMPLES)]
+    Report(ReportArgs),
+
+    /// Print the audit trail of one release: who did what, when, and on which evidence.
+    ///
+    /// Every transition of the release (start, steps, weights, analysis measurements with
+    /// their values and verdicts, pauses, approvals, freezes, promotion, abort, rollback) in
+    /// order, with the actor, the images and the commit. Default: the service's latest release.
+    #[command(after_help = AUDIT_EXAMPLES)]
+    Audit(AuditArgs),
+
+    /// List the releases of a service, one line each: number, revision, started, finished,
+    /// outcome and lead time.
+    #[command(after_help = HISTORY_EXAMPLES)]
+    History(HistoryArgs),
+}
+
+const REPORT_EXAMPLES: &str = "\
+Examples:
+  # The last 30 days, all services of the current namespace, as a table:
+  payplane report
+
+  # October for the month-end assessment, all namespaces, as a page to open in a browser:
+  payplane report -A --since 2026-10-01 --until 2026-11-01 --format html --output delivery-2026-10.html
+
+  # From an export (kubectl get releaseevents -A -o json > events.json), one service, as CSV:
+  payplane report --from events.json --service accounting --since 90d --format csv";
+
+const AUDIT_EXAMPLES: &str = "\
+Examples:
+  # The latest release of accounting in the current namespace:
+  payplane audit accounting
+
+  # Release 16, as JSON for the change record:
+  payplane audit accounting --release 16 -n payplane --format json > accounting-r16.json";
+
+const HISTORY_EXAMPLES: &str = "\
+Examples:
+  payplane history accounting -n payplane
+  payplane history gateway --from events.json";
+
+/// Where the ReleaseEvents are read from.
+#[derive(Args, Debug)]
+struct SourceArgs {
+    /// Read a JSON export (`kubectl get releaseevents -o json`, or an array) instead of the cluster.
+    #[arg(long, value_name = "FILE.json", conflicts_with_all = ["namespace", "all_namespaces", "context"])]
+    from: Option<std::path::PathBuf>,
+
+    /// Namespace of the Rollouts (default: the kubeconfig context's namespace).
+    #[arg(long, short = 'n')]
+    namespace: Option<String>,
+
+    /// All namespaces.
+    #[arg(long, short = 'A', conflicts_with = "namespace")]
+    all_namespaces: bool,
+
+    /// The kubeconfig context to use (default: the current context).
+    #[arg(long)]
+    context: Option<String>,
+}
+
+impl SourceArgs {
+    fn source(&self) -> report::source::Source {
+        match &self.from {
+            Some(path) => report::source::Source::File(path.clone()),
+            None => report::source::Source::Cluster {
+                context: self.context.clone(),
+                namespace: self.namespace.clone(),
+                all_namespaces: self.all_namespaces,
+            },
+        }
+    }
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum ReportFormat {
+    Text,
+    Json,
+    Csv,
+    Html,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum AuditFormat {
+    Text,
+    Json,
+}
+
+#[derive(Args, Debug)]
+struct ReportArgs {
+    /// Start of the window: a duration before --until (30d, 2w, 12h) or a time (2026-10-01,
+    /// 2026-10-01T00:00:00Z).
+    #[arg(long, default_value = "30d", value_parser = report::parse_since)]
+    since: report::Since,
+
+    /// End of the window, excluded (default: now). RFC 3339 or a date (midnight UTC).
+    #[arg(long, value_parser = report::parse_time)]
+    until: Option<chrono::DateTime<chrono::Utc>>,
+
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    format: ReportFormat,
+
+    /// Write to this file instead of stdout.
+    #[arg(long, short = 'o')]
+    output: Option<std::path::PathBuf>,
+
+    /// Only this service (the chart name).
+    #[arg(long)]
+    service: Option<String>,
+
+    #[command(flatten)]
+    source: SourceArgs,
+}
+
+#[derive(Args, Debug)]
+struct AuditArgs {
+    /// The service (chart name).
+    service: String,
+
+    /// Release number (the Rollout's revision); default: the latest.
+    #[arg(long)]
+    release: Option<u64>,
+
+    #[arg(long, value_enum, default_value_t = AuditFormat::Text)]
+    format: AuditFormat,
+
+    #[command(flatten)]
+    source: SourceArgs,
+}
+
+#[derive(Args, Debug)]
+struct HistoryArgs {
+    /// The service (chart name).
+    service: String,
+
+    #[command(flatten)]
+    source: SourceArgs,
 }
 
 const LOAD_EXAMPLES: &str = "\
@@ -279,11 +430,51 @@ async fn load(args: LoadArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+async fn report(args: ReportArgs) -> Result<ExitCode> {
+    let until = args.until.unwrap_or_else(chrono::Utc::now);
+    let since = args.since.resolve(until)?;
+    let events = report::source::load(&args.source.source(), args.service.as_deref()).await?;
+    let built = report::Report::build(&events, args.service.as_deref(), since, until)?;
+    let text = match args.format {
+        ReportFormat::Text => built.text(),
+        ReportFormat::Json => serde_json::to_string_pretty(&built)? + "\n",
+        ReportFormat::Csv => built.csv()?,
+        ReportFormat::Html => report::html::render(&built),
+    };
+    match &args.output {
+        Some(path) => {
+            std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+            eprintln!("wrote {}", path.display());
+        }
+        None => print!("{text}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn audit(args: AuditArgs) -> Result<ExitCode> {
+    let events = report::source::load(&args.source.source(), Some(&args.service)).await?;
+    let trail = report::Audit::build(&events, &args.service, args.release)?;
+    match args.format {
+        AuditFormat::Text => print!("{}", trail.text()),
+        AuditFormat::Json => println!("{}", serde_json::to_string_pretty(&trail)?),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn history(args: HistoryArgs) -> Result<ExitCode> {
+    let events = report::source::load(&args.source.source(), Some(&args.service)).await?;
+    print!("{}", report::history(&events, &args.service)?);
+    Ok(ExitCode::SUCCESS)
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Load(args) => load(args).await,
+        Command::Report(args) => report(args).await,
+        Command::Audit(args) => audit(args).await,
+        Command::History(args) => history(args).await,
     };
     result.unwrap_or_else(|e| {
         eprintln!("error: {e:#}");
@@ -311,19 +502,69 @@ mod tests {
             "a,b",
         ])
         .unwrap();
-        let Command::Load(args) = cli.command;
+        let Command::Load(args) = cli.command else {
+            panic!("load")
+        };
         let plan = args.plan().unwrap();
         assert_eq!(plan.mode, Mode::Rate(250.0));
         assert_eq!((plan.count, plan.duration), (None, Some(Duration::from_secs(5))));
         assert_eq!(plan.mix.merchants, ["a", "b"]);
         let cli = Cli::try_parse_from(["payplane", "load"]).unwrap();
-        let Command::Load(args) = cli.command;
+        let Command::Load(args) = cli.command else {
+            panic!("load")
+        };
         let plan = args.plan().unwrap();
         assert_eq!((plan.mode, plan.count), (Mode::Concurrency(8), Some(1000)));
         assert!(Cli::try_parse_from(["payplane", "load", "--rate", "5", "-c", "2"]).is_err());
         assert!(Cli::try_parse_from(["payplane", "load", "--rate", "-1/s"]).is_err());
         let cli = Cli::try_parse_from(["payplane", "load", "--amount", "0..5"]).unwrap();
-        let Command::Load(args) = cli.command;
+        let Command::Load(args) = cli.command else {
+            panic!("load")
+        };
         assert!(args.plan().is_err());
+    }
+
+    #[test]
+    fn report_audit_and_history_parse() {
+        let cli =
+            Cli::try_parse_from(["payplane", "report", "--since", "7d", "--format", "csv", "-A"]).unwrap();
+        let Command::Report(args) = cli.command else {
+            panic!("report")
+        };
+        assert_eq!(args.since, report::Since::Ago(Duration::from_secs(7 * 86_400)));
+        assert_eq!(args.format, ReportFormat::Csv);
+        assert!(args.source.all_namespaces);
+        assert!(Cli::try_parse_from(["payplane", "report", "--from", "x.json", "-n", "a"]).is_err());
+        assert!(Cli::try_parse_from(["payplane", "report", "-n", "a", "-A"]).is_err());
+        assert!(Cli::try_parse_from(["payplane", "report", "--format", "pdf"]).is_err());
+        let cli = Cli::try_parse_from([
+            "payplane",
+            "audit",
+            "accounting",
+            "--release",
+            "3",
+            "--format",
+            "json",
+        ])
+        .unwrap();
+        let Command::Audit(args) = cli.command else {
+            panic!("audit")
+        };
+        assert_eq!(
+            (args.service.as_str(), args.release, args.format),
+            ("accounting", Some(3), AuditFormat::Json)
+        );
+        assert!(
+            Cli::try_parse_from(["payplane", "history"]).is_err(),
+            "the service is required"
+        );
+        for cmd in ["report", "audit", "history"] {
+            let help = Cli::command()
+                .find_subcommand_mut(cmd)
+                .unwrap()
+                .render_long_help()
+                .to_string();
+            assert!(help.contains("Example"), "{cmd} --help has examples:\n{help}");
+        }
     }
 }

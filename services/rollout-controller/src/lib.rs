@@ -34,5 +34,9 @@ pub fn crd_files() -> Vec<(&'static str, String)> {
             "freezepolicies.payplane.io.yaml",
             to_yaml(&crd::FreezePolicy::crd()),
         ),
+        (
+            "releaseevents.payplane.io.yaml",
+            to_yaml(&payplane_delivery::ReleaseEvent::crd()),
+        ),
     ]
 }

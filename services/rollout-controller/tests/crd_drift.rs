@@ -25,7 +25,7 @@ fn committed_crds_match_the_types() {
 #[test]
 fn the_crds_are_the_expected_resources() {
     let files = payplane_rollout_controller::crd_files();
-    assert_eq!(files.len(), 3);
+    assert_eq!(files.len(), 4);
     assert!(
         files[0].1.contains("name: rollouts.payplane.io"),
         "{}",
@@ -37,4 +37,9 @@ fn the_crds_are_the_expected_resources() {
     );
     assert!(files[1].1.contains("name: analysistemplates.payplane.io"));
     assert!(files[2].1.contains("name: freezepolicies.payplane.io") && files[2].1.contains("scope: Cluster"));
+    assert!(files[3].1.contains("name: releaseevents.payplane.io"));
+    assert!(
+        !files[3].1.contains("subresources:"),
+        "ReleaseEvents are immutable records: no status"
+    );
 }
