@@ -46,8 +46,10 @@ accounting:
         inline:
           metrics:
             - name: grpc
+              initialDelay: 10s
               interval: 2s
               failureLimit: 0
+              inconclusiveLimit: 5
               provider:
                 scrape:
                   grpcService: payplane.accounting.v1.LedgerService
