@@ -49,7 +49,7 @@ accounting:
               initialDelay: 10s
               interval: 2s
               failureLimit: 0
-              inconclusiveLimit: 5
+              inconclusiveLimit: 15
               provider:
                 scrape:
                   grpcService: payplane.accounting.v1.LedgerService

@@ -177,35 +177,8 @@ impl Providers {
         futures::future::try_join_all(scrapes).await
     }
 
-    /// Calls per pod since the metric's first scrape of this canary (its baseline): the judge
-    /// sees every call since the analysis began, so evidence accumulates and a small error rate
-    /// becomes significant as calls add up. The first scrape only records the baseline (None).
     fn deltas(&self, key: &str, current: &[(String, bool, PodCounters)]) -> Option<Vec<(bool, PodCounters)>> {
-        let mut baselines = self.lock();
-        let Some(previous) = baselines.get(key) else {
-            baselines.insert(
-                key.to_owned(),
-                current
-                    .iter()
-                    .map(|(uid, _, c)| (uid.clone(), c.clone()))
-                    .collect(),
-            );
-            return None;
-        };
-        Some(
-            current
-                .iter()
-                .map(|(uid, canary, now)| {
-                    // A pod new since the last scrape (or restarted: counters went down) counts
-                    // from zero.
-                    let delta = match previous.get(uid) {
-                        Some(before) => now.minus(before).unwrap_or_else(|| now.clone()),
-                        None => now.clone(),
-                    };
-                    (*canary, delta)
-                })
-                .collect(),
-        )
+        since_baseline(self.lock().entry(key.to_owned()).or_default(), current)
     }
 
     async fn scrape(
@@ -285,6 +258,36 @@ impl Providers {
             pay.min_samples.unwrap_or(50),
         ))
     }
+}
+
+/// Calls per pod since the metric's first scrape of this canary (its baseline): the judge
+/// sees every call since the analysis began, so evidence accumulates and a small error rate
+/// becomes significant as calls add up. The first scrape only records the baseline (None).
+///
+/// A pod first seen later (a canary pod that just turned Ready, a scale-up) or restarted
+/// (counters went down) joins from the scrape that first sees it: its first calls, slow
+/// while connections and caches warm up, would otherwise make every new version look slower.
+fn since_baseline(
+    baseline: &mut HashMap<String, PodCounters>,
+    current: &[(String, bool, PodCounters)],
+) -> Option<Vec<(bool, PodCounters)>> {
+    if baseline.is_empty() {
+        baseline.extend(current.iter().map(|(uid, _, c)| (uid.clone(), c.clone())));
+        return None;
+    }
+    Some(
+        current
+            .iter()
+            .map(|(uid, canary, now)| {
+                let delta = baseline.get(uid).and_then(|before| now.minus(before));
+                let delta = delta.unwrap_or_else(|| {
+                    baseline.insert(uid.clone(), now.clone());
+                    PodCounters::default()
+                });
+                (*canary, delta)
+            })
+            .collect(),
+    )
 }
 
 fn is_ready(pod: &Pod) -> bool {
@@ -673,6 +676,41 @@ mod tests {
         let before = parse_counters(&exposition("1", &[("OK", 100, 0.004)]), None).unwrap();
         let after = parse_counters(&exposition("1", &[("OK", 10, 0.004)]), None).unwrap();
         assert_eq!(after.minus(&before), None);
+    }
+
+    #[test]
+    fn evidence_accumulates_from_the_baseline_and_late_pods_join_when_first_seen() {
+        let at = |ok: u64, bad: u64| {
+            parse_counters(
+                &exposition("2", &[("OK", ok, 0.004), ("UNAVAILABLE", bad, 0.001)]),
+                None,
+            )
+            .unwrap()
+        };
+        let mut baseline = HashMap::new();
+        let stable = |n| ("stable".to_owned(), false, at(n, 0));
+        assert_eq!(
+            since_baseline(&mut baseline, &[stable(1000)]),
+            None,
+            "the first scrape judges nothing"
+        );
+        // The canary pod appears: its calls before this scrape (its warm-up) are not counted.
+        let d = since_baseline(&mut baseline, &[stable(1100), ("canary".into(), true, at(40, 2))]).unwrap();
+        let (canary, stable_side) = split_samples(&d, GroupBy::Track, &Taxonomy::default());
+        assert_eq!((canary.requests, stable_side.requests), (0, 100));
+        // Then every call since the baseline counts, on both tracks: evidence accumulates.
+        let d = since_baseline(
+            &mut baseline,
+            &[stable(1300), ("canary".into(), true, at(138, 4))],
+        )
+        .unwrap();
+        let (canary, stable_side) = split_samples(&d, GroupBy::Track, &Taxonomy::default());
+        assert_eq!((canary.requests, canary.failures), (100, 2));
+        assert_eq!(stable_side.requests, 300);
+        // A restart (counters went down) re-joins from the scrape that sees it.
+        let d = since_baseline(&mut baseline, &[stable(1400), ("canary".into(), true, at(5, 0))]).unwrap();
+        let (canary, _) = split_samples(&d, GroupBy::Track, &Taxonomy::default());
+        assert_eq!(canary.requests, 0);
     }
 
     #[test]
