@@ -253,6 +253,38 @@ impl Env {
         load_summary(&log)
     }
 
+    /// LedgerService calls taken so far by accounting's (canary, stable) pods, from their own
+    /// /metrics.
+    fn calls_by_track(&self) -> Result<(f64, f64)> {
+        let out = kubectl(&[
+            "-n",
+            &self.ns,
+            "get",
+            "pods",
+            "-l",
+            "app.kubernetes.io/name=accounting",
+            "-o",
+            "json",
+        ])?;
+        let list: Value = serde_json::from_str(&out)?;
+        let mut calls = (0.0, 0.0);
+        for p in list["items"].as_array().cloned().unwrap_or_default() {
+            let Some(ip) = p["status"]["podIP"].as_str() else {
+                continue;
+            };
+            if !p["metadata"]["deletionTimestamp"].is_null() {
+                continue;
+            }
+            let n = ledger_calls(ip)?;
+            if p["metadata"]["labels"]["payplane.io/track"] == "canary" {
+                calls.0 += n;
+            } else {
+                calls.1 += n;
+            }
+        }
+        Ok(calls)
+    }
+
     /// The canary pods of accounting: (name, IP, Ready since).
     fn canary_pods(&self) -> Result<Vec<(String, String, Option<String>)>> {
         let out = kubectl(&[
@@ -466,6 +498,31 @@ fn canary_releases_of_accounting_under_payment_load() {
     let release_start = Instant::now();
     env.platform(&env.next_tag, &[], false)
         .unwrap_or_else(|e| panic!("helm upgrade (good version) failed: {e:#}"));
+    // The weight is the request share: during the pause at 50% (step 3), count the calls each
+    // track's pods take over 12 s.
+    wait_for("the pause at 50%", Duration::from_secs(240), || {
+        let st = env.rollout()?["status"].clone();
+        if st["phase"] == "Degraded" {
+            bail!("rolled back: {}", st["abortReason"]);
+        }
+        Ok((st["currentStepIndex"] == 3 && st["weight"] == 50).then_some(()))
+    })
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    let before = env.calls_by_track().unwrap();
+    std::thread::sleep(Duration::from_secs(12));
+    let after = env.calls_by_track().unwrap();
+    let (canary, stable) = (after.0 - before.0, after.1 - before.1);
+    let share = canary / (canary + stable).max(1.0);
+    println!(
+        "FIGURE release: at weight 50% the canary took {canary:.0} of {:.0} ledger calls in 12 s ({:.0}%)",
+        canary + stable,
+        share * 100.0
+    );
+    assert!(
+        (0.35..=0.65).contains(&share),
+        "at 50% the canary took {:.0}% of the calls ({canary} canary, {stable} stable)",
+        share * 100.0
+    );
     let promoted = env
         .wait_phase("Healthy", "stableRevision", Duration::from_secs(300))
         .unwrap_or_else(|e| panic!("the good version was not promoted: {e:#}"));

@@ -401,7 +401,7 @@ pub struct JudgeSpec {
     pub max_error_rate_increase: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_success_rate: Option<f64>,
-    /// P(canary slower) at which a significant latency difference fails. Default 0.6; 0 disables.
+    /// P(canary slower) at which a significant latency difference fails. Default 0.75; 0 disables.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_min_effect: Option<f64>,
 }
