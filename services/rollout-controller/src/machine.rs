@@ -149,6 +149,9 @@ pub enum Action {
     },
     /// A rollout ended; for the `rollouts_total{outcome}` metric.
     Outcome(&'static str),
+    /// The service's version changed or a release was rolled back: one CDEvent, about the
+    /// observed template hash (alongside the Kubernetes event of the same transition).
+    Release(crate::cdevents::Outcome),
 }
 
 #[derive(Debug, Clone)]
@@ -440,6 +443,8 @@ impl Planner<'_> {
             format!("revision {hash} aborted: {why}; all traffic on stable"),
         );
         self.actions.push(Action::Outcome("Aborted"));
+        self.actions
+            .push(Action::Release(crate::cdevents::Outcome::RolledBack));
         self.st.abort = true;
         self.st.abort_reason = Some(why.clone());
         self.st.aborted_revision = Some(hash);
@@ -539,6 +544,8 @@ pub fn plan(strategy: &CanaryStrategy, prev: &RolloutStatus, obs: &Observed, dea
             "Initialized",
             format!("stable revision {hash}; the Deployment is now released by this Rollout"),
         );
+        p.actions
+            .push(Action::Release(crate::cdevents::Outcome::Deployed));
         return p.done(None);
     };
     // Keep the Deployment pinned, except while it rolls to a promoted template.
@@ -602,6 +609,8 @@ pub fn plan(strategy: &CanaryStrategy, prev: &RolloutStatus, obs: &Observed, dea
             format!("revision {hash} promoted to stable"),
         );
         p.actions.push(Action::Outcome("Promoted"));
+        p.actions
+            .push(Action::Release(crate::cdevents::Outcome::Upgraded));
         p.st.stable_revision = Some(hash.clone());
         p.st.canary_revision = None;
         p.st.approvals.clear();
@@ -1126,6 +1135,16 @@ mod tests {
         }
     }
 
+    fn releases(p: &Plan) -> Vec<crate::cdevents::Outcome> {
+        p.actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Release(o) => Some(*o),
+                _ => None,
+            })
+            .collect()
+    }
+
     fn run(s: &CanaryStrategy, st: &RolloutStatus, o: &Observed) -> Plan {
         plan(s, st, o, DEFAULT_PROGRESS_DEADLINE)
     }
@@ -1195,6 +1214,12 @@ mod tests {
         assert_eq!(p.status.stable_revision.as_deref(), Some("a"));
         assert_eq!(p.status.phase, Phase::Healthy);
         assert!(p.actions.contains(&Action::SaveRevision));
+        assert_eq!(releases(&p), [crate::cdevents::Outcome::Deployed]);
+        // Seen again: nothing more to announce.
+        assert_eq!(
+            releases(&run(&strategy(vec![weight(20)]), &p.status, &obs("a", 0))),
+            []
+        );
         // But not while the Deployment is still rolling.
         let p = run(
             &strategy(vec![weight(20)]),
@@ -1297,6 +1322,9 @@ mod tests {
         assert_eq!(p.status.stable_revision.as_deref(), Some("b"));
         assert_eq!(scales(&p), [0]);
         assert!(p.actions.contains(&Action::Outcome("Promoted")));
+        assert_eq!(releases(&p), [crate::cdevents::Outcome::Upgraded]);
+        // The next look at the promoted release announces nothing again.
+        assert_eq!(releases(&run(&s, &p.status, &o)), []);
     }
 
     #[test]
@@ -1444,6 +1472,9 @@ mod tests {
             p.status.abort_reason
         );
         assert_eq!(reasons(&p), ["RolloutAborted"]);
+        assert_eq!(releases(&p), [crate::cdevents::Outcome::RolledBack]);
+        // The aborted revision stays aborted without a second announcement.
+        assert_eq!(releases(&run(&s, &p.status, &o)), []);
         // An errored analysis aborts too.
         let st = with_run(
             run(&s, &healthy("a"), &obs("b", 0)).status,
