@@ -881,9 +881,9 @@ async fn execute(
                 })
                 .inc();
         }
-        Step::Release(outcome) => {
+        Step::Release { outcome, revision } => {
             if let Some(sink) = &ctx.cdevents {
-                release(ctx, sink, rollout, deployment, template, hash, *outcome).await;
+                release(ctx, sink, rollout, deployment, template, revision, *outcome).await;
             }
         }
     }
@@ -898,7 +898,7 @@ async fn release(
     rollout: &Rollout,
     deployment: &Deployment,
     template: &serde_json::Value,
-    hash: &str,
+    revision: &str,
     outcome: crate::cdevents::Outcome,
 ) {
     let ns = rollout.namespace().unwrap_or_default();
@@ -924,7 +924,7 @@ async fn release(
     let Some(image) = image else {
         tracing::warn!(
             ?outcome,
-            revision = hash,
+            revision,
             "CDEvent not sent: no image known for the service"
         );
         ctx.metrics.cdevents.failed.inc();
@@ -933,7 +933,7 @@ async fn release(
     sink.send(&crate::cdevents::Release {
         outcome,
         rollout_uid: rollout.uid().unwrap_or_default(),
-        revision: hash.to_owned(),
+        revision: revision.to_owned(),
         environment: sink.environment(&ns),
         namespace: ns,
         service,

@@ -1725,7 +1725,7 @@ fn received(events: &std::sync::Mutex<Vec<serde_json::Value>>, type_: &str) -> V
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn promoted_and_aborted_releases_send_one_cdevent_each() {
+async fn promoted_aborted_and_undone_releases_send_one_cdevent_each() {
     let client = cluster().await;
     let ns = TestNs::new(&client, "cdevents").await;
     let (events, url) = cdevents_receiver().await;
@@ -1812,10 +1812,37 @@ async fn promoted_and_aborted_releases_send_one_cdevent_each() {
     );
     assert_eq!(rolledback["data"]["subject"]["content"]["artifactId"], busybox);
 
+    // `undo` during a canary (back to the stable template): service.rolledback about the canary.
+    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": IMAGE, "env": [{"name": "VERSION", "value": "v4"}]}]}}}});
+    ns.api::<Deployment>()
+        .patch("ledger", &PatchParams::default(), &Patch::Strategic(patch))
+        .await
+        .unwrap();
+    let v4 = current_hash(&ns, "ledger").await;
+    wait_status(&ns, "ledger", "paused on v4", POD_TIMEOUT, |s| {
+        s.phase == Phase::Paused && s.canary_revision.as_deref() == Some(v4.as_str())
+    })
+    .await;
+    request(&ns, "ledger", "undo").await;
+    wait_status(&ns, "ledger", "back on v2", POD_TIMEOUT, |s| {
+        s.phase == Phase::Healthy && s.canary_revision.is_none()
+    })
+    .await;
+    wait!(
+        "a second service.rolledback received",
+        Duration::from_secs(20),
+        received(&events, "dev.cdevents.service.rolledback.0.2.0").len() == 2
+    );
+    let undone = &received(&events, "dev.cdevents.service.rolledback.0.2.0")[1];
+    assert_eq!(
+        undone["id"],
+        cdevents::event_id(&uid, &v4, cdevents::Outcome::RolledBack)
+    );
+
     // Later reconciles (resyncs, pod changes) announce nothing again.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(events.lock().unwrap().len(), 3, "{:?}", events.lock().unwrap());
-    assert_eq!(controller.metrics.cdevents.sent.get(), 3);
+    assert_eq!(events.lock().unwrap().len(), 4, "{:?}", events.lock().unwrap());
+    assert_eq!(controller.metrics.cdevents.sent.get(), 4);
     assert_eq!(controller.metrics.cdevents.failed.get(), 0);
     ns.finish(controller).await;
 }
