@@ -22,6 +22,8 @@ pub struct Settings {
     pub instance: Option<String>,
     /// Keep the status of the FreezePolicies matching this label selector only (tests); None: all.
     pub freeze_policy_selector: Option<String>,
+    /// Send release outcomes as CDEvents (None: off).
+    pub cdevents: Option<crate::cdevents::Config>,
 }
 
 /// Runs until `stop`: campaigns for the Lease, reconciles while leading, and stops reconciling
@@ -34,11 +36,18 @@ pub async fn run(client: Client, settings: Settings, metrics: ControllerMetrics,
         }
         None => (Leadership::always(), None),
     };
+    // The sender task outlives leadership changes; it stops once the context is dropped and
+    // its queue drained (or its retries given up).
+    let cdevents = settings
+        .cdevents
+        .clone()
+        .map(|config| crate::cdevents::Sink::spawn(config, metrics.cdevents.clone()).0);
     let ctx = Arc::new(Context::new(
         client,
         leadership.clone(),
         metrics,
         settings.instance.clone(),
+        cdevents,
     ));
     let mut watch = leadership.clone();
     loop {

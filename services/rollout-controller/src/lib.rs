@@ -3,10 +3,11 @@
 //!
 //! Pure parts decide: `judge` (statistics), `validate` (spec → field problems), `freeze` (freeze
 //! windows: the one in force and until when), `analysis` (measurement bookkeeping, Argo's limits)
-//! and `machine` (status + observations → status + actions). `reconcile`, `providers` and `lease` talk to the cluster; `app` wires them.
+//! and `machine` (status + observations → status + actions). `reconcile`, `providers` and `lease` talk to the cluster, `cdevents` to a CDEvents sink; `app` wires them.
 
 pub mod analysis;
 pub mod app;
+pub mod cdevents;
 pub mod crd;
 pub mod freeze;
 pub mod judge;

@@ -149,6 +149,12 @@ pub enum Action {
     },
     /// A rollout ended; for the `rollouts_total{outcome}` metric.
     Outcome(&'static str),
+    /// The service's version changed or a release was rolled back: one CDEvent about this
+    /// revision (alongside the Kubernetes event of the same transition).
+    Release {
+        outcome: crate::cdevents::Outcome,
+        revision: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -440,6 +446,10 @@ impl Planner<'_> {
             format!("revision {hash} aborted: {why}; all traffic on stable"),
         );
         self.actions.push(Action::Outcome("Aborted"));
+        self.actions.push(Action::Release {
+            outcome: crate::cdevents::Outcome::RolledBack,
+            revision: hash.clone(),
+        });
         self.st.abort = true;
         self.st.abort_reason = Some(why.clone());
         self.st.aborted_revision = Some(hash);
@@ -539,6 +549,10 @@ pub fn plan(strategy: &CanaryStrategy, prev: &RolloutStatus, obs: &Observed, dea
             "Initialized",
             format!("stable revision {hash}; the Deployment is now released by this Rollout"),
         );
+        p.actions.push(Action::Release {
+            outcome: crate::cdevents::Outcome::Deployed,
+            revision: hash.clone(),
+        });
         return p.done(None);
     };
     // Keep the Deployment pinned, except while it rolls to a promoted template.
@@ -556,6 +570,14 @@ pub fn plan(strategy: &CanaryStrategy, prev: &RolloutStatus, obs: &Observed, dea
                 format!("canary {canary} replaced by the stable template {stable}"),
             );
             p.actions.push(Action::Outcome("Superseded"));
+            // `undo` (or a reverted chart) during a canary: the release is rolled back (an
+            // aborted one already was, and announced).
+            if !p.st.abort {
+                p.actions.push(Action::Release {
+                    outcome: crate::cdevents::Outcome::RolledBack,
+                    revision: canary,
+                });
+            }
         }
         if obs.canary_replicas > 0 {
             p.actions.push(Action::ScaleCanary(0));
@@ -602,6 +624,10 @@ pub fn plan(strategy: &CanaryStrategy, prev: &RolloutStatus, obs: &Observed, dea
             format!("revision {hash} promoted to stable"),
         );
         p.actions.push(Action::Outcome("Promoted"));
+        p.actions.push(Action::Release {
+            outcome: crate::cdevents::Outcome::Upgraded,
+            revision: hash.clone(),
+        });
         p.st.stable_revision = Some(hash.clone());
         p.st.canary_revision = None;
         p.st.approvals.clear();
@@ -1126,6 +1152,16 @@ mod tests {
         }
     }
 
+    fn releases(p: &Plan) -> Vec<crate::cdevents::Outcome> {
+        p.actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Release { outcome, .. } => Some(*outcome),
+                _ => None,
+            })
+            .collect()
+    }
+
     fn run(s: &CanaryStrategy, st: &RolloutStatus, o: &Observed) -> Plan {
         plan(s, st, o, DEFAULT_PROGRESS_DEADLINE)
     }
@@ -1195,6 +1231,12 @@ mod tests {
         assert_eq!(p.status.stable_revision.as_deref(), Some("a"));
         assert_eq!(p.status.phase, Phase::Healthy);
         assert!(p.actions.contains(&Action::SaveRevision));
+        assert_eq!(releases(&p), [crate::cdevents::Outcome::Deployed]);
+        // Seen again: nothing more to announce.
+        assert_eq!(
+            releases(&run(&strategy(vec![weight(20)]), &p.status, &obs("a", 0))),
+            []
+        );
         // But not while the Deployment is still rolling.
         let p = run(
             &strategy(vec![weight(20)]),
@@ -1297,6 +1339,9 @@ mod tests {
         assert_eq!(p.status.stable_revision.as_deref(), Some("b"));
         assert_eq!(scales(&p), [0]);
         assert!(p.actions.contains(&Action::Outcome("Promoted")));
+        assert_eq!(releases(&p), [crate::cdevents::Outcome::Upgraded]);
+        // The next look at the promoted release announces nothing again.
+        assert_eq!(releases(&run(&s, &p.status, &o)), []);
     }
 
     #[test]
@@ -1444,6 +1489,9 @@ mod tests {
             p.status.abort_reason
         );
         assert_eq!(reasons(&p), ["RolloutAborted"]);
+        assert_eq!(releases(&p), [crate::cdevents::Outcome::RolledBack]);
+        // The aborted revision stays aborted without a second announcement.
+        assert_eq!(releases(&run(&s, &p.status, &o)), []);
         // An errored analysis aborts too.
         let st = with_run(
             run(&s, &healthy("a"), &obs("b", 0)).status,
@@ -1608,6 +1656,25 @@ mod tests {
         assert_eq!(p.status.canary_revision, None);
         assert_eq!(scales(&p), [0]);
         assert_eq!(reasons(&p), ["RolloutSuperseded"]);
+        // Undoing a canary is a rollback, about the canary's revision.
+        assert!(p.actions.contains(&Action::Release {
+            outcome: crate::cdevents::Outcome::RolledBack,
+            revision: "b".into()
+        }));
+        assert_eq!(releases(&p), [crate::cdevents::Outcome::RolledBack]);
+        // An aborted canary was announced at the abort: going back to the stable adds nothing.
+        let aborted = run(
+            &s,
+            &st,
+            &Observed {
+                request: Some(Request::Abort),
+                ..obs("b", 5)
+            },
+        );
+        assert_eq!(releases(&aborted), [crate::cdevents::Outcome::RolledBack]);
+        let p = run(&s, &aborted.status, &obs("a", 6));
+        assert_eq!(p.status.phase, Phase::Healthy);
+        assert_eq!(releases(&p), []);
     }
 
     #[test]

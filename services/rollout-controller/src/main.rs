@@ -3,7 +3,7 @@
 use std::{net::SocketAddr, time::Duration};
 
 use clap::{ArgAction, Parser, builder::BoolishValueParser};
-use payplane_rollout_controller::{app, lease::LeaseConfig, metrics::ControllerMetrics};
+use payplane_rollout_controller::{app, cdevents, lease::LeaseConfig, metrics::ControllerMetrics};
 use payplane_runtime::{Shutdown, TelemetryArgs, admin, config, telemetry};
 
 #[derive(Parser, Debug)]
@@ -49,6 +49,14 @@ struct Config {
     /// How often the leader renews (and candidates retry).
     #[arg(long, env = "LEASE_RENEW_PERIOD", default_value = "2s", value_parser = humantime::parse_duration)]
     lease_renew_period: Duration,
+
+    /// URL of the CDEvents sink (CloudEvents over HTTP); unset: no CDEvents.
+    #[arg(long, env = "CDEVENTS_SINK")]
+    cdevents_sink: Option<String>,
+
+    /// `environment.id` in the CDEvents (default: the Rollout's namespace).
+    #[arg(long, env = "CDEVENTS_ENVIRONMENT")]
+    cdevents_environment: Option<String>,
 }
 
 #[tokio::main]
@@ -83,6 +91,14 @@ async fn main() -> anyhow::Result<()> {
             renew_every: config.lease_renew_period,
         }),
         instance: Some(identity),
+        cdevents: config
+            .cdevents_sink
+            .clone()
+            .filter(|s| !s.is_empty())
+            .map(|sink| cdevents::Config {
+                environment: config.cdevents_environment.clone().filter(|e| !e.is_empty()),
+                ..cdevents::Config::new(sink)
+            }),
     };
     readiness.set(true);
     let token = tokio_util::sync::CancellationToken::new();

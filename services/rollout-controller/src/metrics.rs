@@ -32,6 +32,8 @@ pub struct ControllerMetrics {
     pub rollouts: Family<OutcomeLabels, Counter>,
     pub step_duration: Family<StepLabels, Histogram>,
     pub measurements: Counter,
+    /// CDEvents delivery: sent, failed (given up), dropped (queue full).
+    pub cdevents: crate::cdevents::SinkMetrics,
 }
 
 impl ControllerMetrics {
@@ -48,6 +50,7 @@ impl ControllerMetrics {
                     as fn() -> Histogram,
             ),
             measurements: Counter::default(),
+            cdevents: crate::cdevents::SinkMetrics::default(),
         };
         let mut r = metrics.registry();
         r.register(
@@ -81,6 +84,21 @@ impl ControllerMetrics {
             "rollout_controller_measurements",
             "Analysis measurements taken",
             this.measurements.clone(),
+        );
+        r.register(
+            "rollout_controller_cdevents_sent",
+            "CDEvents delivered to the sink",
+            this.cdevents.sent.clone(),
+        );
+        r.register(
+            "rollout_controller_cdevents_failed",
+            "CDEvents given up on (attempts exhausted or rejected by the sink)",
+            this.cdevents.failed.clone(),
+        );
+        r.register(
+            "rollout_controller_cdevents_dropped",
+            "CDEvents dropped because the delivery queue was full",
+            this.cdevents.dropped.clone(),
         );
         drop(r);
         this

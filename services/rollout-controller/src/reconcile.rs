@@ -85,6 +85,8 @@ pub struct Context {
     pub leadership: Leadership,
     pub providers: Providers,
     pub metrics: ControllerMetrics,
+    /// Where release outcomes go as CDEvents (None: not configured).
+    pub cdevents: Option<crate::cdevents::Sink>,
     /// This controller's own user name, as the apiserver authenticates it (SelfSubjectReview):
     /// it stamps `payplane.io/released-by` on the template changes it makes itself.
     identity: tokio::sync::OnceCell<String>,
@@ -96,6 +98,7 @@ impl Context {
         leadership: Leadership,
         metrics: ControllerMetrics,
         instance: Option<String>,
+        cdevents: Option<crate::cdevents::Sink>,
     ) -> Self {
         let recorder = Recorder::new(
             client.clone(),
@@ -110,6 +113,7 @@ impl Context {
             recorder,
             leadership,
             metrics,
+            cdevents,
             identity: tokio::sync::OnceCell::new(),
         }
     }
@@ -877,8 +881,76 @@ async fn execute(
                 })
                 .inc();
         }
+        Step::Release { outcome, revision } => {
+            if let Some(sink) = &ctx.cdevents {
+                release(ctx, sink, rollout, deployment, template, revision, *outcome).await;
+            }
+        }
     }
     Ok(())
+}
+
+/// Queues the CDEvent of a release outcome. The image is the one the service runs afterwards:
+/// the released template's, or on a rollback the stable revision's (from its ControllerRevision).
+async fn release(
+    ctx: &Context,
+    sink: &crate::cdevents::Sink,
+    rollout: &Rollout,
+    deployment: &Deployment,
+    template: &serde_json::Value,
+    revision: &str,
+    outcome: crate::cdevents::Outcome,
+) {
+    let ns = rollout.namespace().unwrap_or_default();
+    let service = deployment.name_any();
+    let image = match outcome {
+        crate::cdevents::Outcome::RolledBack => {
+            let stable = rollout.status.as_ref().and_then(|s| s.stable_revision.clone());
+            let api: Api<ControllerRevision> = Api::namespaced(ctx.client.clone(), &ns);
+            match stable {
+                Some(stable) => match api.get_opt(&revision_name(&rollout.name_any(), &stable)).await {
+                    Ok(Some(rev)) => image_of(&rev.data.0, &service),
+                    Ok(None) => None,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot read the stable revision for the CDEvent");
+                        None
+                    }
+                },
+                None => None,
+            }
+        }
+        _ => image_of(template, &service),
+    };
+    let Some(image) = image else {
+        tracing::warn!(
+            ?outcome,
+            revision,
+            "CDEvent not sent: no image known for the service"
+        );
+        ctx.metrics.cdevents.failed.inc();
+        return;
+    };
+    sink.send(&crate::cdevents::Release {
+        outcome,
+        rollout_uid: rollout.uid().unwrap_or_default(),
+        revision: revision.to_owned(),
+        environment: sink.environment(&ns),
+        namespace: ns,
+        service,
+        image,
+        timestamp: Utc::now(),
+    });
+}
+
+/// The image of a pod template: the container named like the Deployment, else the first.
+pub fn image_of(template: &serde_json::Value, service: &str) -> Option<String> {
+    let containers = template["spec"]["containers"].as_array()?;
+    containers
+        .iter()
+        .find(|c| c["name"] == service)
+        .or_else(|| containers.first())
+        .and_then(|c| c["image"].as_str())
+        .map(str::to_owned)
 }
 
 /// The canary Deployment: the new template, labelled `payplane.io/track: canary`, selected by the

@@ -23,7 +23,7 @@ use kube::{
     api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
 };
 use payplane_rollout_controller::{
-    app,
+    app, cdevents,
     crd::{
         AnalysisRef, AnalysisTemplateSpec, ApprovalStep, CanaryStep, DateRange, FreezePolicy,
         FreezePolicySpec, FreezeWindow, Metric, NamespaceSelector, PauseReason, PauseStep, Phase,
@@ -167,6 +167,15 @@ struct Controller {
 
 impl Controller {
     fn start(client: &Client, ns: &str, lease: Option<LeaseConfig>) -> Self {
+        Self::start_with(client, ns, lease, None)
+    }
+
+    fn start_with(
+        client: &Client,
+        ns: &str,
+        lease: Option<LeaseConfig>,
+        cdevents: Option<cdevents::Config>,
+    ) -> Self {
         let stop = CancellationToken::new();
         let metrics =
             ControllerMetrics::register(&payplane_runtime::Metrics::new("rollout-controller", "test"));
@@ -176,6 +185,7 @@ impl Controller {
             namespace: Some(ns.to_owned()),
             instance: lease.as_ref().map(|l| l.identity.clone()),
             lease,
+            cdevents,
         };
         let handle = tokio::spawn(app::run(client.clone(), settings, metrics.clone(), stop.clone()));
         Self {
@@ -1674,5 +1684,165 @@ async fn an_approval_by_the_release_author_is_refused_and_one_by_another_person_
         "undo is released by the controller's identity"
     );
     assert!(has_event(&ns, "Undo", "template set to revision").await);
+    ns.finish(controller).await;
+}
+
+/// A CDEvents sink: answers 503 to the first delivery, then 202; records every accepted event.
+async fn cdevents_receiver() -> (Arc<std::sync::Mutex<Vec<serde_json::Value>>>, String) {
+    use axum::{extract::State, http::StatusCode, routing::post};
+    type Seen = (
+        Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+        Arc<std::sync::atomic::AtomicU32>,
+    );
+    async fn receive(State((accepted, calls)): State<Seen>, body: String) -> StatusCode {
+        if calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+            return StatusCode::SERVICE_UNAVAILABLE;
+        }
+        accepted
+            .lock()
+            .unwrap()
+            .push(serde_json::from_str(&body).unwrap());
+        StatusCode::ACCEPTED
+    }
+    let accepted = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let app = axum::Router::new()
+        .route("/", post(receive))
+        .with_state((accepted.clone(), Arc::new(std::sync::atomic::AtomicU32::new(0))));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (accepted, url)
+}
+
+fn received(events: &std::sync::Mutex<Vec<serde_json::Value>>, type_: &str) -> Vec<serde_json::Value> {
+    events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == type_)
+        .cloned()
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promoted_aborted_and_undone_releases_send_one_cdevent_each() {
+    let client = cluster().await;
+    let ns = TestNs::new(&client, "cdevents").await;
+    let (events, url) = cdevents_receiver().await;
+    let config = cdevents::Config {
+        backoff: cdevents::Backoff {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+        },
+        ..cdevents::Config::new(url)
+    };
+    let controller = Controller::start_with(&client, &ns.name, None, Some(config));
+    create_deployment(&ns, "ledger", "v1", 1).await;
+    create_rollout(&ns, "ledger", "ledger", vec![weight(50), pause(None)], None).await;
+    let uid = ns.api::<Rollout>().get("ledger").await.unwrap().uid().unwrap();
+    let v1 = current_hash(&ns, "ledger").await;
+    wait_status(&ns, "ledger", "Healthy on v1", POD_TIMEOUT, |s| {
+        s.stable_revision.as_deref() == Some(v1.as_str())
+    })
+    .await;
+    let busybox = "pkg:oci/busybox?repository_url=localhost/payplane/busybox&tag=1.0";
+    wait!(
+        "service.deployed received (after a 503)",
+        Duration::from_secs(20),
+        received(&events, "dev.cdevents.service.deployed.0.2.0").len() == 1
+    );
+
+    // Promoted: service.upgraded, about v2.
+    set_version(&ns, "ledger", "v2").await;
+    let v2 = current_hash(&ns, "ledger").await;
+    wait_status(&ns, "ledger", "paused on v2", POD_TIMEOUT, |s| {
+        s.phase == Phase::Paused && s.current_step_index == Some(1)
+    })
+    .await;
+    assert!(received(&events, "dev.cdevents.service.upgraded.0.2.0").is_empty());
+    request(&ns, "ledger", "promote").await;
+    wait_status(&ns, "ledger", "promoted to v2", POD_TIMEOUT, |s| {
+        s.phase == Phase::Healthy && s.stable_revision.as_deref() == Some(v2.as_str())
+    })
+    .await;
+    wait!(
+        "service.upgraded received",
+        Duration::from_secs(20),
+        received(&events, "dev.cdevents.service.upgraded.0.2.0").len() == 1
+    );
+    let upgraded = &received(&events, "dev.cdevents.service.upgraded.0.2.0")[0];
+    assert_eq!(
+        upgraded["id"],
+        cdevents::event_id(&uid, &v2, cdevents::Outcome::Upgraded)
+    );
+    assert_eq!(upgraded["data"]["context"]["id"], upgraded["id"]);
+    assert_eq!(upgraded["data"]["subject"]["id"], format!("{}/ledger", ns.name));
+    assert_eq!(
+        upgraded["data"]["subject"]["content"]["environment"]["id"],
+        ns.name
+    );
+    assert_eq!(upgraded["data"]["subject"]["content"]["artifactId"], busybox);
+
+    // Aborted: a canary whose image cannot start, aborted while it waits for its pods:
+    // service.rolledback, naming the image the service still runs (the stable's).
+    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "localhost/payplane/busybox:missing"}]}}}});
+    ns.api::<Deployment>()
+        .patch("ledger", &PatchParams::default(), &Patch::Strategic(patch))
+        .await
+        .unwrap();
+    let v3 = current_hash(&ns, "ledger").await;
+    wait_status(&ns, "ledger", "canary v3 started", POD_TIMEOUT, |s| {
+        s.canary_revision.as_deref() == Some(v3.as_str())
+    })
+    .await;
+    request(&ns, "ledger", "abort").await;
+    wait_status(&ns, "ledger", "Degraded", Duration::from_secs(30), |s| {
+        s.phase == Phase::Degraded && s.aborted_revision.as_deref() == Some(v3.as_str())
+    })
+    .await;
+    wait!(
+        "service.rolledback received",
+        Duration::from_secs(20),
+        received(&events, "dev.cdevents.service.rolledback.0.2.0").len() == 1
+    );
+    let rolledback = &received(&events, "dev.cdevents.service.rolledback.0.2.0")[0];
+    assert_eq!(
+        rolledback["id"],
+        cdevents::event_id(&uid, &v3, cdevents::Outcome::RolledBack)
+    );
+    assert_eq!(rolledback["data"]["subject"]["content"]["artifactId"], busybox);
+
+    // `undo` during a canary (back to the stable template): service.rolledback about the canary.
+    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": IMAGE, "env": [{"name": "VERSION", "value": "v4"}]}]}}}});
+    ns.api::<Deployment>()
+        .patch("ledger", &PatchParams::default(), &Patch::Strategic(patch))
+        .await
+        .unwrap();
+    let v4 = current_hash(&ns, "ledger").await;
+    wait_status(&ns, "ledger", "paused on v4", POD_TIMEOUT, |s| {
+        s.phase == Phase::Paused && s.canary_revision.as_deref() == Some(v4.as_str())
+    })
+    .await;
+    request(&ns, "ledger", "undo").await;
+    wait_status(&ns, "ledger", "back on v2", POD_TIMEOUT, |s| {
+        s.phase == Phase::Healthy && s.canary_revision.is_none()
+    })
+    .await;
+    wait!(
+        "a second service.rolledback received",
+        Duration::from_secs(20),
+        received(&events, "dev.cdevents.service.rolledback.0.2.0").len() == 2
+    );
+    let undone = &received(&events, "dev.cdevents.service.rolledback.0.2.0")[1];
+    assert_eq!(
+        undone["id"],
+        cdevents::event_id(&uid, &v4, cdevents::Outcome::RolledBack)
+    );
+
+    // Later reconciles (resyncs, pod changes) announce nothing again.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(events.lock().unwrap().len(), 4, "{:?}", events.lock().unwrap());
+    assert_eq!(controller.metrics.cdevents.sent.get(), 4);
+    assert_eq!(controller.metrics.cdevents.failed.get(), 0);
     ns.finish(controller).await;
 }
