@@ -534,20 +534,37 @@ fn canary_releases_of_accounting_under_payment_load() {
         "FIGURE release: good version of accounting promoted in {:.0} s (steps 33% → pause 20 s → 50% → pause 20 s → promotion)",
         release_start.elapsed().as_secs_f64()
     );
-    let images = kubectl(&[
-        "-n",
-        ns,
-        "get",
-        "pods",
-        "-l",
-        "app.kubernetes.io/name=accounting",
-        "-o",
-        "jsonpath={range .items[*]}{.spec.containers[0].image}{\"\\n\"}{end}",
-    ])
+    // Pods still draining (deletion under way) are the old ones on their way out.
+    let pods: Value = serde_json::from_str(
+        &kubectl(&[
+            "-n",
+            ns,
+            "get",
+            "pods",
+            "-l",
+            "app.kubernetes.io/name=accounting",
+            "-o",
+            "json",
+        ])
+        .unwrap(),
+    )
     .unwrap();
+    let images: Vec<String> = pods["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .map(|p| {
+            p["spec"]["containers"][0]["image"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
     assert!(
-        images.lines().all(|i| i.ends_with(&format!(":{}", env.next_tag))),
-        "accounting pods after promotion:\n{images}"
+        !images.is_empty() && images.iter().all(|i| i.ends_with(&format!(":{}", env.next_tag))),
+        "accounting pods after promotion: {images:?}"
     );
     let good = env.load_result("load-good", Duration::from_secs(400)).unwrap();
     println!(
