@@ -234,6 +234,18 @@ fn the_rollout_controller_chart_grants_what_the_controller_does_and_elects_a_lea
     assert!(grants("apps", "controllerrevisions", "create"));
     assert!(grants("", "pods", "list"), "the built-in scrape lists pods");
     assert!(!grants("", "secrets", "get"), "no access to Secrets");
+    for verb in ["create", "get", "list", "watch"] {
+        assert!(
+            grants("payplane.io", "releaseevents", verb),
+            "releaseevents {verb}"
+        );
+    }
+    for verb in ["update", "patch", "delete", "deletecollection", "*"] {
+        assert!(
+            !grants("payplane.io", "releaseevents", verb) && !grants("payplane.io", "*", verb),
+            "the audit trail is append-only: no {verb} on releaseevents"
+        );
+    }
     let lease_role = find(&docs, "Role", "rc-rollout-controller-leader-election").unwrap();
     assert_eq!(lease_role["rules"][0]["resources"][0], "leases");
 

@@ -7,7 +7,9 @@
 
 pub mod analysis;
 pub mod app;
+pub mod audit;
 pub mod crd;
+pub mod delivery;
 pub mod freeze;
 pub mod judge;
 pub mod lease;

@@ -1,6 +1,7 @@
 //! The controller's own Prometheus metrics, registered in the runtime's registry (so they carry
 //! `service` and `version` and are served on the admin port's `/metrics`).
 
+use payplane_delivery::metrics::DeliveryMetrics;
 use prometheus_client::{
     encoding::EncodeLabelSet,
     metrics::{counter::Counter, family::Family, histogram::Histogram},
@@ -32,6 +33,8 @@ pub struct ControllerMetrics {
     pub rollouts: Family<OutcomeLabels, Counter>,
     pub step_duration: Family<StepLabels, Histogram>,
     pub measurements: Counter,
+    /// The four delivery figures over the ReleaseEvents (see [`crate::app`]'s refresher).
+    pub delivery: DeliveryMetrics,
 }
 
 impl ControllerMetrics {
@@ -48,6 +51,7 @@ impl ControllerMetrics {
                     as fn() -> Histogram,
             ),
             measurements: Counter::default(),
+            delivery: DeliveryMetrics::default(),
         };
         let mut r = metrics.registry();
         r.register(
@@ -82,7 +86,8 @@ impl ControllerMetrics {
             "Analysis measurements taken",
             this.measurements.clone(),
         );
+        let delivery = DeliveryMetrics::register(&mut r);
         drop(r);
-        this
+        Self { delivery, ..this }
     }
 }
