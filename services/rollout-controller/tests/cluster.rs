@@ -571,6 +571,18 @@ async fn abort_retry_undo_and_supersede() {
         POD_TIMEOUT,
         pod_versions(&ns, "api", true).await.is_empty()
     );
+    // The trail of the v3 release: undone, then superseded by the stable template.
+    let v3_trail: Vec<EventKind> = trail(&ns, "api")
+        .await
+        .iter()
+        .filter(|e| e.spec.revision == v3)
+        .map(|e| e.spec.kind)
+        .collect();
+    assert_eq!(
+        v3_trail.iter().rev().take(2).collect::<Vec<_>>(),
+        [&EventKind::Superseded, &EventKind::Undone],
+        "{v3_trail:?}"
+    );
 
     // Undo when healthy goes to the previous revision, released as a canary like any other.
     request(&ns, "api", "undo").await;
