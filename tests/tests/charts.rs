@@ -234,9 +234,56 @@ fn the_rollout_controller_chart_grants_what_the_controller_does_and_elects_a_lea
     assert!(grants("apps", "controllerrevisions", "create"));
     assert!(grants("", "pods", "list"), "the built-in scrape lists pods");
     assert!(!grants("", "secrets", "get"), "no access to Secrets");
+    for verb in ["create", "get", "list", "watch"] {
+        assert!(
+            grants("payplane.io", "releaseevents", verb),
+            "releaseevents {verb}"
+        );
+    }
+    for verb in ["update", "patch", "delete", "deletecollection", "*"] {
+        assert!(
+            !grants("payplane.io", "releaseevents", verb) && !grants("payplane.io", "*", verb),
+            "the audit trail is append-only: no {verb} on releaseevents"
+        );
+    }
     let lease_role = find(&docs, "Role", "rc-rollout-controller-leader-election").unwrap();
     assert_eq!(lease_role["rules"][0]["resources"][0], "leases");
 
     let bad = template("rc", "rollout-controller", &["replicaCount=0"]).unwrap_err();
     assert!(bad.contains("replicaCount"), "{bad}");
+}
+
+#[test]
+fn the_release_commit_goes_on_every_pod_template_for_the_audit_trail() {
+    let mut sets = INSTALL.to_vec();
+    sets.extend([
+        "global.release.commit=3f1c2e9d",
+        "global.release.commitTime=2026-10-01T08:00:00+02:00",
+    ]);
+    let docs = template("pp", "payplane", &sets).unwrap_or_else(|e| panic!("helm template failed:\n{e}"));
+    for svc in SERVICES {
+        let d = find(&docs, "Deployment", &format!("pp-{svc}")).unwrap();
+        let annotations = &d["spec"]["template"]["metadata"]["annotations"];
+        assert_eq!(annotations["payplane.io/commit"], "3f1c2e9d", "{svc}");
+        assert_eq!(
+            annotations["payplane.io/commit-time"], "2026-10-01T08:00:00+02:00",
+            "{svc}"
+        );
+        assert!(
+            d["metadata"]["labels"]["helm.sh/chart"]
+                .as_str()
+                .is_some_and(|c| c.starts_with(&format!("{svc}-"))),
+            "{svc}: the chart version comes from helm.sh/chart"
+        );
+    }
+    // Unset: no annotation (the controller records no commit rather than an empty one).
+    let d = find(&rendered(), "Deployment", "pp-accounting").unwrap().clone();
+    assert!(d["spec"]["template"]["metadata"]["annotations"]["payplane.io/commit"].is_null());
+    let bad = template(
+        "pp",
+        "payplane",
+        &[INSTALL, &["global.release.commit=not a sha"]].concat(),
+    )
+    .unwrap_err();
+    assert!(bad.contains("commit"), "{bad}");
 }

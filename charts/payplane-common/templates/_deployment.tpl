@@ -37,6 +37,14 @@ spec:
         {{- if .Values.configChecksum }}
         checksum/config: {{ .Values.configChecksum | quote }}
         {{- end }}
+        {{- with ((.Values.global | default dict).release | default dict) }}
+        {{- with .commit }}
+        payplane.io/commit: {{ . | quote }}
+        {{- end }}
+        {{- with .commitTime }}
+        payplane.io/commit-time: {{ . | quote }}
+        {{- end }}
+        {{- end }}
         {{- with .Values.podAnnotations }}
         {{- toYaml . | nindent 8 }}
         {{- end }}

@@ -7,6 +7,7 @@ use kube::Client;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    delivery,
     lease::{self, Leadership, LeaseConfig},
     metrics::ControllerMetrics,
     reconcile::{self, Context},
@@ -42,6 +43,14 @@ pub async fn run(client: Client, settings: Settings, metrics: ControllerMetrics,
         .cdevents
         .clone()
         .map(|config| crate::cdevents::Sink::spawn(config, metrics.cdevents.clone()).0);
+    // Reads only: every replica exports the figures, leader or not.
+    let figures = tokio::spawn(delivery::refresh(
+        client.clone(),
+        settings.namespace.clone(),
+        metrics.delivery.clone(),
+        delivery::Window::default(),
+        stop.clone(),
+    ));
     let ctx = Arc::new(Context::new(
         client,
         leadership.clone(),
@@ -80,6 +89,7 @@ pub async fn run(client: Client, settings: Settings, metrics: ControllerMetrics,
         tracing::warn!("leadership lost: controller stopped");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let _ = figures.await;
     if let Some(handle) = election {
         // Let the election release the Lease.
         let _ = tokio::time::timeout(Duration::from_secs(5), handle).await;

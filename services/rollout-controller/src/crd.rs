@@ -500,6 +500,10 @@ pub struct RolloutStatus {
     pub abort: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub abort_reason: Option<String>,
+    /// RFC 3339 time all traffic was back on the stable after the abort: the canary scaled to 0
+    /// with no pod left serving. Cleared with `abort`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolled_back_at: Option<String>,
     /// ControllerRevision number of the canary (or of the stable when healthy).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<i64>,

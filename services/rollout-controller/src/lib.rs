@@ -7,8 +7,10 @@
 
 pub mod analysis;
 pub mod app;
+pub mod audit;
 pub mod cdevents;
 pub mod crd;
+pub mod delivery;
 pub mod freeze;
 pub mod judge;
 pub mod lease;

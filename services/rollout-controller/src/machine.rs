@@ -80,6 +80,9 @@ pub struct Observed {
     pub canary_replicas: i32,
     /// The canary Deployment exists and carries the current template (its revision annotation).
     pub canary_current: bool,
+    /// No canary pod left: the canary Deployment is absent, or scaled to 0 with the scale
+    /// observed and no pod counted in its status.
+    pub canary_gone: bool,
     pub request: Option<Request>,
     pub spec_paused: bool,
     /// `payplane.io/released-by` on the Deployment: who last changed its template (enforced equal
@@ -350,6 +353,7 @@ impl Planner<'_> {
         self.st.abort = false;
         self.st.abort_reason = None;
         self.st.aborted_revision = None;
+        self.st.rolled_back_at = None;
         self.st.pause_reason = None;
         self.st.phase = Phase::Progressing;
         self.st.released_by = self.obs.released_by.clone();
@@ -591,6 +595,7 @@ pub fn plan(strategy: &CanaryStrategy, prev: &RolloutStatus, obs: &Observed, dea
         p.st.analysis_runs.clear();
         p.st.abort = false;
         p.st.abort_reason = None;
+        p.st.rolled_back_at = None;
         p.st.pause_reason = None;
         p.st.desired_weight = 0;
         p.st.canary_replicas = 0;
@@ -651,6 +656,10 @@ pub fn plan(strategy: &CanaryStrategy, prev: &RolloutStatus, obs: &Observed, dea
         } else {
             if obs.canary_replicas > 0 {
                 p.actions.push(Action::ScaleCanary(0));
+            } else if obs.canary_gone && p.st.rolled_back_at.is_none() {
+                // The canary is scaled to 0 and none of its pods serves: all traffic is back on
+                // the stable (the audit trail's RolledBack).
+                p.st.rolled_back_at = Some(analysis::format_time(now));
             }
             p.st.phase = Phase::Degraded;
             p.request_handled = obs.request == Some(Request::Abort);
@@ -1134,6 +1143,7 @@ mod tests {
             canary_ready: 0,
             canary_replicas: 0,
             canary_current: true,
+            canary_gone: true,
             request: None,
             spec_paused: false,
             released_by: Some("alice".into()),
@@ -2210,5 +2220,59 @@ mod tests {
         assert_eq!("undo".parse::<Request>().unwrap(), Request::Undo(None));
         assert!("undo:0".parse::<Request>().is_err());
         assert!("explode".parse::<Request>().is_err());
+    }
+
+    #[test]
+    fn an_aborted_release_is_rolled_back_once_the_canary_pods_are_gone() {
+        let s = strategy(vec![weight(20), pause_forever()]);
+        let serving = Observed {
+            canary_ready: 1,
+            canary_replicas: 1,
+            canary_gone: false,
+            ..obs("b", 1)
+        };
+        let st = run(&s, &run(&s, &healthy("a"), &obs("b", 0)).status, &serving).status;
+        let aborted = run(
+            &s,
+            &st,
+            &Observed {
+                request: Some(Request::Abort),
+                ..serving.clone()
+            },
+        )
+        .status;
+        assert!(aborted.abort && aborted.rolled_back_at.is_none());
+        // Scaled to 0 but a pod still serves: not yet.
+        let draining = Observed {
+            canary_replicas: 0,
+            canary_ready: 0,
+            canary_gone: false,
+            ..serving.clone()
+        };
+        assert_eq!(run(&s, &aborted, &draining).status.rolled_back_at, None);
+        let gone = Observed {
+            canary_ready: 0,
+            canary_replicas: 0,
+            ..obs("b", 5)
+        };
+        let rolled_back = run(&s, &aborted, &gone).status;
+        assert_eq!(
+            rolled_back.rolled_back_at.as_deref(),
+            Some(analysis::format_time(t(5)).as_str())
+        );
+        // Seen once: a later plan keeps the first time.
+        let later = run(&s, &rolled_back, &obs("b", 9)).status;
+        assert_eq!(later.rolled_back_at, rolled_back.rolled_back_at);
+        // `retry` starts over.
+        let retried = run(
+            &s,
+            &rolled_back,
+            &Observed {
+                request: Some(Request::Retry),
+                ..obs("b", 10)
+            },
+        )
+        .status;
+        assert_eq!(retried.rolled_back_at, None);
     }
 }

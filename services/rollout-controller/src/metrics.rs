@@ -1,6 +1,7 @@
 //! The controller's own Prometheus metrics, registered in the runtime's registry (so they carry
 //! `service` and `version` and are served on the admin port's `/metrics`).
 
+use payplane_delivery::metrics::DeliveryMetrics;
 use prometheus_client::{
     encoding::EncodeLabelSet,
     metrics::{counter::Counter, family::Family, histogram::Histogram},
@@ -34,6 +35,8 @@ pub struct ControllerMetrics {
     pub measurements: Counter,
     /// CDEvents delivery: sent, failed (given up), dropped (queue full).
     pub cdevents: crate::cdevents::SinkMetrics,
+    /// The four delivery figures over the ReleaseEvents (see [`crate::app`]'s refresher).
+    pub delivery: DeliveryMetrics,
 }
 
 impl ControllerMetrics {
@@ -51,6 +54,7 @@ impl ControllerMetrics {
             ),
             measurements: Counter::default(),
             cdevents: crate::cdevents::SinkMetrics::default(),
+            delivery: DeliveryMetrics::default(),
         };
         let mut r = metrics.registry();
         r.register(
@@ -100,7 +104,8 @@ impl ControllerMetrics {
             "CDEvents dropped because the delivery queue was full",
             this.cdevents.dropped.clone(),
         );
+        let delivery = DeliveryMetrics::register(&mut r);
         drop(r);
-        this
+        Self { delivery, ..this }
     }
 }

@@ -15,7 +15,7 @@ use k8s_openapi::{
     api::{
         apps::v1::{ControllerRevision, Deployment},
         authentication::v1::SelfSubjectReview,
-        core::v1::Namespace,
+        core::v1::{Namespace, Pod},
     },
     apimachinery::pkg::runtime::RawExtension,
 };
@@ -34,8 +34,11 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
+use payplane_delivery::ReleaseEvent;
+
 use crate::{
     analysis::{self, BACKGROUND_RUN},
+    audit,
     crd::{
         APPROVED_BY_ANNOTATION, APPROVER_GROUPS_ANNOTATION, AnalysisPhase, AnalysisTemplate,
         AnalysisTemplateSpec, FINALIZER, FREEZE_OVERRIDE_ANNOTATION, FREEZE_OVERRIDE_BY_ANNOTATION,
@@ -466,7 +469,12 @@ async fn apply(rollout: Arc<Rollout>, ctx: &Context) -> Result<Action, Error> {
             .observe(secs);
     }
 
-    if new_status != prev {
+    if plan.actions.contains(&Step::SaveRevision) {
+        // The release number: the ControllerRevision number this template gets (or has).
+        new_status.revision = Some(release_number(ctx, &rollout, &hash).await?);
+    }
+    let changed = new_status != prev;
+    if changed {
         // Before any side effect: if someone else (a stale view, a former leader) wrote in
         // between, this fails with 409 and nothing below runs.
         write_status(&api, &rollout, &new_status).await?;
@@ -482,6 +490,24 @@ async fn apply(rollout: Arc<Rollout>, ctx: &Context) -> Result<Action, Error> {
             action,
         )
         .await?;
+    }
+    if changed {
+        // The audit trail of the transitions this (fenced) status write committed.
+        let transitions = audit::transitions(
+            &spec.strategy.canary.steps,
+            &prev,
+            &new_status,
+            &plan.actions,
+            obs.now,
+            &|run, metric| run_metric(spec, &templates, run, metric),
+        );
+        let release = Release {
+            deployment: &deployment,
+            template: &template_json,
+            hash: &hash,
+            canary: canary_deployment.as_ref(),
+        };
+        record_transitions(ctx, &rollout, &release, transitions).await;
     }
     if let Some(raw) = &raw_request
         && request.is_some()
@@ -513,6 +539,155 @@ async fn apply(rollout: Arc<Rollout>, ctx: &Context) -> Result<Action, Error> {
         requeue = requeue.min(until.max(Duration::from_millis(100)));
     }
     Ok(Action::requeue(requeue))
+}
+
+/// The metric `metric` of analysis run `run` (`background` or `step-<i>`), for the evidence.
+fn run_metric(
+    spec: &RolloutSpec,
+    templates: &BTreeMap<String, AnalysisTemplateSpec>,
+    run: &str,
+    metric: &str,
+) -> Option<crate::crd::Metric> {
+    let canary = &spec.strategy.canary;
+    let aref = if run == BACKGROUND_RUN {
+        canary.analysis.as_ref()
+    } else {
+        run.strip_prefix("step-")
+            .and_then(|i| i.parse::<usize>().ok())
+            .and_then(|i| canary.steps.get(i))
+            .and_then(|s| s.analysis.as_ref())
+    }?;
+    analysis::resolve(aref, templates)
+        .into_iter()
+        .find(|m| m.name == metric)
+}
+
+/// The number the ControllerRevision of `hash` has or gets (see [`save_revision`]).
+async fn release_number(ctx: &Context, rollout: &Rollout, hash: &str) -> Result<i64, Error> {
+    let existing = revisions(ctx, rollout).await?;
+    let newest = existing.last();
+    Ok(match newest {
+        Some(r) if r.name_any() == revision_name(&rollout.name_any(), hash) => r.revision.unwrap_or(1),
+        Some(r) => r.revision.unwrap_or(0) + 1,
+        None => 1,
+    })
+}
+
+/// What the release context of a reconcile's transitions is read from.
+struct Release<'a> {
+    deployment: &'a Deployment,
+    template: &'a serde_json::Value,
+    hash: &'a str,
+    /// The canary Deployment as read before this reconcile changed it (a superseded release's
+    /// template).
+    canary: Option<&'a Deployment>,
+}
+
+/// Writes the transitions as ReleaseEvents, each release's numbered after the highest recorded
+/// (so numbering survives restarts and leader changes). Failures are logged: the status write
+/// that committed the transitions has happened, and a retry would not see them again.
+async fn record_transitions(
+    ctx: &Context,
+    rollout: &Rollout,
+    release: &Release<'_>,
+    transitions: Vec<audit::Transition>,
+) {
+    if transitions.is_empty() {
+        return;
+    }
+    let ns = rollout.namespace().unwrap_or_default();
+    let api: Api<ReleaseEvent> = Api::namespaced(ctx.client.clone(), &ns);
+    let me = ctx
+        .identity()
+        .await
+        .unwrap_or_else(|_| payplane_delivery::event::SYSTEM_ACTOR.to_owned());
+    let image_ids = canary_image_ids(ctx, &ns, release.deployment).await;
+    let mut releases: Vec<(u64, String)> = Vec::new();
+    for t in &transitions {
+        if !releases.contains(&(t.release, t.revision.clone())) {
+            releases.push((t.release, t.revision.clone()));
+        }
+    }
+    for (number, revision) in releases {
+        let template = if revision == release.hash {
+            Some(release.template.clone())
+        } else {
+            release
+                .canary
+                .filter(|c| c.annotations().get(REVISION_HASH_ANNOTATION) == Some(&revision))
+                .and_then(|c| serde_json::to_value(&c.spec.template).ok())
+        };
+        let context = audit::release_context(
+            &rollout.name_any(),
+            number,
+            &revision,
+            release.deployment.labels(),
+            &release.deployment.name_any(),
+            template.as_ref(),
+            if revision == release.hash { &image_ids } else { &[] },
+        );
+        let selector = payplane_delivery::event::release_selector(&rollout.name_any(), number);
+        let mut sequence = match api.list(&ListParams::default().labels(&selector)).await {
+            Ok(list) => payplane_delivery::event::next_sequence(&list.items, &rollout.name_any(), number),
+            Err(e) => {
+                tracing::warn!(error = %e, release = number, "release events not recorded: cannot list the trail");
+                continue;
+            }
+        };
+        for t in transitions
+            .iter()
+            .filter(|t| t.release == number && t.revision == revision)
+        {
+            let mut event = context.event(
+                sequence,
+                t.kind,
+                t.actor.clone().unwrap_or_else(|| me.clone()),
+                t.time,
+            );
+            event.step = t.step;
+            event.weight = t.weight;
+            event.reason = t.reason.clone();
+            event.analysis = t.analysis.clone();
+            match payplane_delivery::event::record(&api, event).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(release = number, sequence, kind = %t.kind, "release event existed already")
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, release = number, kind = %t.kind, "release event not recorded");
+                    break;
+                }
+            }
+            sequence += 1;
+        }
+    }
+}
+
+/// `(container, image, imageID)` of the canary pods' containers, for the images' digests.
+async fn canary_image_ids(ctx: &Context, ns: &str, stable: &Deployment) -> Vec<(String, String, String)> {
+    let mut labels = stable.spec.selector.match_labels.clone().unwrap_or_default();
+    labels.insert(TRACK_LABEL.into(), "canary".into());
+    let selector = labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let pods = match Api::<Pod>::namespaced(ctx.client.clone(), ns)
+        .list(&ListParams::default().labels(&selector))
+        .await
+    {
+        Ok(l) => l.items,
+        Err(e) => {
+            tracing::debug!(error = %e, "no image digests: cannot list the canary pods");
+            return Vec::new();
+        }
+    };
+    pods.iter()
+        .filter_map(|p| p.status.as_ref()?.container_statuses.as_ref())
+        .flatten()
+        .filter(|c| !c.image_id.is_empty())
+        .map(|c| (c.name.clone(), c.image.clone(), c.image_id.clone()))
+        .collect()
 }
 
 /// What the governance features observe: the namespace's enforcement label, the freeze windows
@@ -716,8 +891,17 @@ fn observe(
         }
         None => (0, 0),
     };
+    let canary_gone = canary.is_none_or(|c| {
+        let cs = c.status.clone().unwrap_or_default();
+        c.spec.replicas == Some(0)
+            && cs.observed_generation.unwrap_or(0) >= c.metadata.generation.unwrap_or(0)
+            && cs.replicas.unwrap_or(0) == 0
+            && cs.available_replicas.unwrap_or(0) == 0
+            && cs.terminating_replicas.unwrap_or(0) == 0
+    });
     Observed {
         now: Utc::now(),
+        canary_gone,
         template_hash: hash.to_owned(),
         stable_replicas: replicas,
         stable_ready: st.available_replicas.unwrap_or(0),
@@ -1127,18 +1311,38 @@ async fn undo(
     deployments
         .patch(&deployment.name_any(), &params, &Patch::Strategic(body))
         .await?;
-    publish(
-        ctx,
-        rollout,
-        EventType::Normal,
-        "Undo",
-        format!(
-            "template set to revision {} ({})",
-            target.revision.unwrap_or(0),
-            hash_of(target)
-        ),
-    )
-    .await;
+    let note = format!(
+        "template set to revision {} ({})",
+        target.revision.unwrap_or(0),
+        hash_of(target)
+    );
+    publish(ctx, rollout, EventType::Normal, "Undo", note.clone()).await;
+    // The audit trail: the release in flight (or, when healthy, the promoted one) is undone.
+    let undone = status
+        .canary_revision
+        .clone()
+        .or_else(|| status.stable_revision.clone());
+    if let (Some(release), Some(revision)) = (status.revision.and_then(|r| u64::try_from(r).ok()), undone) {
+        let template = serde_json::to_value(&deployment.spec.template).unwrap_or_default();
+        let transition = audit::Transition {
+            release,
+            revision,
+            kind: payplane_delivery::EventKind::Undone,
+            actor: None,
+            time: Utc::now(),
+            step: status.current_step_index,
+            weight: None,
+            reason: Some(note),
+            analysis: None,
+        };
+        let at = Release {
+            deployment,
+            template: &template,
+            hash: current_hash,
+            canary: None,
+        };
+        record_transitions(ctx, rollout, &at, vec![transition]).await;
+    }
     Ok(())
 }
 

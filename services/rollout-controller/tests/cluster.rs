@@ -22,6 +22,7 @@ use kube::{
     Api, Client, CustomResourceExt, ResourceExt,
     api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
 };
+use payplane_delivery::{EventKind, Outcome, ReleaseEvent, event::Verdict};
 use payplane_rollout_controller::{
     app, cdevents,
     crd::{
@@ -78,6 +79,7 @@ async fn install_crds(client: &Client) {
         Rollout::crd(),
         payplane_rollout_controller::crd::AnalysisTemplate::crd(),
         FreezePolicy::crd(),
+        ReleaseEvent::crd(),
     ] {
         let name = crd.name_any();
         api.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&crd))
@@ -578,6 +580,18 @@ async fn abort_retry_undo_and_supersede() {
         "no canary pods after undo",
         POD_TIMEOUT,
         pod_versions(&ns, "api", true).await.is_empty()
+    );
+    // The trail of the v3 release: undone, then superseded by the stable template.
+    let v3_trail: Vec<EventKind> = trail(&ns, "api")
+        .await
+        .iter()
+        .filter(|e| e.spec.revision == v3)
+        .map(|e| e.spec.kind)
+        .collect();
+    assert_eq!(
+        v3_trail.iter().rev().take(2).collect::<Vec<_>>(),
+        [&EventKind::Superseded, &EventKind::Undone],
+        "{v3_trail:?}"
     );
 
     // Undo when healthy goes to the previous revision, released as a canary like any other.
@@ -1844,5 +1858,259 @@ async fn promoted_aborted_and_undone_releases_send_one_cdevent_each() {
     assert_eq!(events.lock().unwrap().len(), 4, "{:?}", events.lock().unwrap());
     assert_eq!(controller.metrics.cdevents.sent.get(), 4);
     assert_eq!(controller.metrics.cdevents.failed.get(), 0);
+    ns.finish(controller).await;
+}
+
+/// The ReleaseEvents of one rollout, in sequence order.
+async fn trail(ns: &TestNs, rollout: &str) -> Vec<ReleaseEvent> {
+    let mut events = ns
+        .api::<ReleaseEvent>()
+        .list(&ListParams::default().labels(&format!("payplane.io/rollout={rollout}")))
+        .await
+        .unwrap()
+        .items;
+    events.sort_by_key(|e| (e.spec.release, e.spec.sequence));
+    events
+}
+
+fn kinds(events: &[ReleaseEvent]) -> Vec<EventKind> {
+    events.iter().map(|e| e.spec.kind).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_trail_of_a_promoted_and_an_aborted_release() {
+    let client = cluster().await;
+    let ns = TestNs::new(&client, "audit").await;
+    let good_value = Arc::new(std::sync::Mutex::new("0.999".to_owned()));
+    let bad_value = Arc::new(std::sync::Mutex::new("0.999".to_owned()));
+    let good_prometheus = fake_prometheus(good_value.clone()).await;
+    let bad_prometheus = fake_prometheus(bad_value.clone()).await;
+    let controller = Controller::start(&client, &ns.name, None);
+    for name in ["good", "bad"] {
+        // What the charts set: the chart label and the commit annotations.
+        let mut d = deployment(name, "v1", 2);
+        d.metadata
+            .labels
+            .get_or_insert_default()
+            .insert("helm.sh/chart".into(), format!("{name}-1.8.0"));
+        d.spec.template.metadata.get_or_insert_default().annotations = Some(BTreeMap::from([
+            ("payplane.io/commit".to_owned(), "3f1c2e9".to_owned()),
+            (
+                "payplane.io/commit-time".to_owned(),
+                "2026-10-01T08:00:00Z".to_owned(),
+            ),
+        ]));
+        ns.api::<Deployment>()
+            .create(&PostParams::default(), &d)
+            .await
+            .expect("create Deployment");
+    }
+    create_rollout(
+        &ns,
+        "good",
+        "good",
+        vec![weight(33), pause(Some("2s"))],
+        Some(inline_prometheus(Some(good_prometheus), 0.99)),
+    )
+    .await;
+    create_rollout(
+        &ns,
+        "bad",
+        "bad",
+        vec![weight(33), pause(None)],
+        Some(inline_prometheus(Some(bad_prometheus), 0.99)),
+    )
+    .await;
+    for name in ["good", "bad"] {
+        wait_status(&ns, name, "Healthy", POD_TIMEOUT, |s| {
+            s.phase == Phase::Healthy && s.stable_revision.is_some()
+        })
+        .await;
+        set_version(&ns, name, "v2").await;
+    }
+    let good_v2 = current_hash(&ns, "good").await;
+    let bad_v2 = current_hash(&ns, "bad").await;
+    wait_status(&ns, "good", "promoted", Duration::from_secs(120), |s| {
+        s.phase == Phase::Healthy && s.stable_revision.as_deref() == Some(good_v2.as_str())
+    })
+    .await;
+    wait_status(&ns, "bad", "paused with the analysis passing", POD_TIMEOUT, |s| {
+        s.phase == Phase::Paused
+            && s.analysis_runs
+                .iter()
+                .any(|r| r.metrics.iter().any(|m| m.successful >= 1))
+    })
+    .await;
+    *bad_value.lock().unwrap() = "0.95".into();
+    wait_status(&ns, "bad", "aborted and rolled back", POD_TIMEOUT, |s| {
+        s.phase == Phase::Degraded && s.rolled_back_at.is_some()
+    })
+    .await;
+    // Give a retried or duplicate write a moment to show up.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // The promoted release: every decision in order, numbered without gaps, with its context.
+    let good = trail(&ns, "good").await;
+    let seq: Vec<u32> = good.iter().map(|e| e.spec.sequence).collect();
+    assert_eq!(
+        seq,
+        (0..good.len() as u32).collect::<Vec<_>>(),
+        "{:?}",
+        kinds(&good)
+    );
+    assert!(
+        good.iter()
+            .all(|e| e.spec.release == 2 && e.spec.revision == good_v2)
+    );
+    let k = kinds(&good);
+    assert_eq!(k.first(), Some(&EventKind::Started), "{k:?}");
+    assert_eq!(k.last(), Some(&EventKind::Promoted), "{k:?}");
+    let pos = |events: &[ReleaseEvent], f: &dyn Fn(&ReleaseEvent) -> bool| {
+        let found: Vec<usize> = events
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| f(e))
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(found.len(), 1, "exactly one such event in {:?}", kinds(events));
+        found[0]
+    };
+    let step0 = pos(&good, &|e| {
+        e.spec.kind == EventKind::StepReached && e.spec.step == Some(0)
+    });
+    let weight33 = pos(&good, &|e| {
+        e.spec.kind == EventKind::WeightChanged && e.spec.weight == Some(33)
+    });
+    let step1 = pos(&good, &|e| {
+        e.spec.kind == EventKind::StepReached && e.spec.step == Some(1)
+    });
+    assert!(step0 < weight33 && weight33 < step1, "{k:?}");
+    assert_eq!(good[step0].spec.weight, Some(33));
+    let measured: Vec<_> = good.iter().filter_map(|e| e.spec.analysis.as_ref()).collect();
+    assert!(!measured.is_empty(), "{k:?}");
+    for m in &measured {
+        assert_eq!(
+            (m.metric.as_str(), m.provider.as_str(), m.value, m.verdict),
+            ("success-rate", "prometheus", Some(0.999), Verdict::Successful)
+        );
+        assert!(m.query.starts_with("payment_success_rate: 0.999"), "{m:?}");
+    }
+    let started = &good[0].spec;
+    assert_eq!(
+        started
+            .images
+            .iter()
+            .map(|i| (i.container.as_str(), i.image.as_str()))
+            .collect::<Vec<_>>(),
+        [("app", IMAGE)]
+    );
+    assert_eq!(started.chart_version.as_deref(), Some("1.8.0"));
+    assert_eq!(started.commit.as_deref(), Some("3f1c2e9"));
+    assert_eq!(
+        started.commit_time.map(|t| t.to_rfc3339()).as_deref(),
+        Some("2026-10-01T08:00:00+00:00")
+    );
+    assert!(!started.actor.is_empty());
+
+    // The aborted release: the failed measurement, then the abort that names it, then the
+    // rollback once the canary pods are gone.
+    let bad = trail(&ns, "bad").await;
+    let k = kinds(&bad);
+    let seq: Vec<u32> = bad.iter().map(|e| e.spec.sequence).collect();
+    assert_eq!(seq, (0..bad.len() as u32).collect::<Vec<_>>(), "{k:?}");
+    assert!(bad.iter().all(|e| e.spec.revision == bad_v2));
+    assert_eq!(k.first(), Some(&EventKind::Started), "{k:?}");
+    let paused = pos(&bad, &|e| e.spec.kind == EventKind::Paused);
+    assert_eq!(bad[paused].spec.reason.as_deref(), Some("CanaryPauseStep"));
+    let aborted = pos(&bad, &|e| e.spec.kind == EventKind::Aborted);
+    let rolled_back = pos(&bad, &|e| e.spec.kind == EventKind::RolledBack);
+    assert_eq!(rolled_back, bad.len() - 1, "{k:?}");
+    assert!(paused < aborted && aborted < rolled_back, "{k:?}");
+    let evidence = bad[aborted - 1]
+        .spec
+        .analysis
+        .as_ref()
+        .expect("the abort follows a measurement");
+    assert_eq!((evidence.value, evidence.verdict), (Some(0.95), Verdict::Failed));
+    assert!(
+        evidence.query.starts_with("payment_success_rate: 0.95"),
+        "{evidence:?}"
+    );
+    let failed = bad
+        .iter()
+        .filter(|e| {
+            e.spec
+                .analysis
+                .as_ref()
+                .is_some_and(|a| a.verdict == Verdict::Failed)
+        })
+        .count();
+    assert_eq!(failed, 1, "the first failure aborts: {k:?}");
+    let reason = bad[aborted].spec.reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains("success-rate") && reason.contains("0.95"),
+        "{reason}"
+    );
+
+    // The fold gives the outcomes.
+    let records = payplane_delivery::fold(&[good.clone(), bad.clone()].concat());
+    assert_eq!(records.len(), 2);
+    let record = |r: &str| records.iter().find(|x| x.rollout == r).unwrap();
+    assert_eq!(record("good").outcome, Outcome::Promoted);
+    assert!(!record("good").is_change_failure());
+    assert!(record("good").lead_time().is_some());
+    let b = record("bad");
+    assert_eq!(b.outcome, Outcome::RolledBack);
+    assert!(b.is_change_failure() && b.time_to_restore().is_some());
+    assert!(
+        b.failure_reason.as_deref().unwrap_or_default().contains("0.95"),
+        "{b:?}"
+    );
+
+    // The delivery figures the controller exports, recomputed from the same trail.
+    let mut registry = prometheus_client::registry::Registry::default();
+    let figures = payplane_delivery::metrics::DeliveryMetrics::register(&mut registry);
+    let stop = CancellationToken::new();
+    let refresher = tokio::spawn(payplane_rollout_controller::delivery::refresh(
+        client.clone(),
+        Some(ns.name.clone()),
+        figures,
+        payplane_rollout_controller::delivery::Window {
+            every: Duration::from_millis(200),
+            window: chrono::Duration::days(30),
+        },
+        stop.clone(),
+    ));
+    let expected = [
+        r#"payplane_delivery_change_failure_ratio{service="(all)"} 0.5"#,
+        r#"payplane_delivery_change_failure_ratio{service="bad"} 1.0"#,
+        r#"payplane_delivery_deployment_frequency_per_day{service="good"} 0.03333"#,
+        r#"payplane_delivery_time_to_restore_median_seconds{service="bad"}"#,
+        r#"payplane_delivery_lead_time_seconds{service="good",quantile="0.5"}"#,
+    ];
+    let exposition = || {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &registry).unwrap();
+        out
+    };
+    wait!(
+        format!("the figures in the exposition:\n{}", exposition()),
+        Duration::from_secs(10),
+        expected.iter().all(|line| exposition().contains(line))
+    );
+    stop.cancel();
+    refresher.await.unwrap();
+
+    // Append-only: the apiserver refuses a change to a recorded event.
+    let mut changed = bad[aborted].clone();
+    changed.spec.reason = Some("nothing happened".into());
+    let refused = ns
+        .api::<ReleaseEvent>()
+        .replace(&changed.name_any(), &PostParams::default(), &changed)
+        .await;
+    match refused {
+        Err(kube::Error::Api(s)) => assert!(s.message.contains("append-only"), "{s:?}"),
+        other => panic!("an update of a ReleaseEvent was not refused: {other:?}"),
+    }
     ns.finish(controller).await;
 }
