@@ -22,6 +22,9 @@ pub struct Settings {
     pub instance: Option<String>,
     /// Keep the status of the FreezePolicies matching this label selector only (tests); None: all.
     pub freeze_policy_selector: Option<String>,
+    /// Reconcile only the Rollouts matching this label selector (benchmarks on a shared
+    /// cluster); None: all.
+    pub rollout_selector: Option<String>,
 }
 
 /// Runs until `stop`: campaigns for the Lease, reconciles while leading, and stops reconciling
@@ -53,6 +56,7 @@ pub async fn run(client: Client, settings: Settings, metrics: ControllerMetrics,
             ctx.clone(),
             settings.namespace.clone(),
             settings.freeze_policy_selector.clone(),
+            settings.rollout_selector.clone(),
             term.clone(),
         );
         tokio::pin!(controller);
