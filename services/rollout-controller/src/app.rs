@@ -25,6 +25,9 @@ pub struct Settings {
     pub freeze_policy_selector: Option<String>,
     /// Send release outcomes as CDEvents (None: off).
     pub cdevents: Option<crate::cdevents::Config>,
+    /// Reconcile only the Rollouts matching this label selector (benchmarks on a shared
+    /// cluster); None: all.
+    pub rollout_selector: Option<String>,
 }
 
 /// Runs until `stop`: campaigns for the Lease, reconciles while leading, and stops reconciling
@@ -71,6 +74,7 @@ pub async fn run(client: Client, settings: Settings, metrics: ControllerMetrics,
             ctx.clone(),
             settings.namespace.clone(),
             settings.freeze_policy_selector.clone(),
+            settings.rollout_selector.clone(),
             term.clone(),
         );
         tokio::pin!(controller);

@@ -27,6 +27,11 @@ struct Config {
     #[arg(long, env = "WATCH_NAMESPACE")]
     namespace: Option<String>,
 
+    /// Reconcile only the Rollouts and FreezePolicies matching this label selector (a benchmark
+    /// or test beside other controllers on a shared cluster; default: all).
+    #[arg(long, env = "SELECTOR")]
+    selector: Option<String>,
+
     /// Campaign for a Lease and reconcile only while holding it (set when replicas > 1).
     #[arg(long, env = "LEADER_ELECT", default_value_t = false, action = ArgAction::Set, value_parser = BoolishValueParser::new())]
     leader_elect: bool,
@@ -81,7 +86,8 @@ async fn main() -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| format!("rollout-controller-{}", std::process::id()));
     let settings = app::Settings {
-        freeze_policy_selector: None,
+        freeze_policy_selector: config.selector.clone(),
+        rollout_selector: config.selector.clone(),
         namespace: config.namespace.clone(),
         lease: config.leader_elect.then(|| LeaseConfig {
             namespace: config.lease_namespace.clone(),

@@ -145,6 +145,7 @@ pub async fn run(
     ctx: Arc<Context>,
     namespace: Option<String>,
     policy_selector: Option<String>,
+    rollout_selector: Option<String>,
     stop: CancellationToken,
 ) {
     let policies = run_freeze_policies(ctx.clone(), policy_selector, stop.clone());
@@ -159,7 +160,11 @@ pub async fn run(
             Api::<Deployment>::all(client.clone()),
         ),
     };
-    let rollouts = Controller::new(rollouts, watcher::Config::default().any_semantic())
+    let mut rollout_config = watcher::Config::default().any_semantic();
+    if let Some(s) = &rollout_selector {
+        rollout_config = rollout_config.labels(s);
+    }
+    let rollouts = Controller::new(rollouts, rollout_config)
         // Both the referenced Deployment and the canary carry the `payplane.io/rollout`
         // annotation (set by this controller): one watch maps either back to its Rollout.
         .watches(deployments, watcher::Config::default(), |d: Deployment| {

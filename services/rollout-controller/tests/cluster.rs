@@ -185,6 +185,7 @@ impl Controller {
             // The FreezePolicies of this test only (they are cluster-scoped).
             freeze_policy_selector: Some(format!("payplane.io/test-ns={ns}")),
             namespace: Some(ns.to_owned()),
+            rollout_selector: None,
             instance: lease.as_ref().map(|l| l.identity.clone()),
             lease,
             cdevents,
