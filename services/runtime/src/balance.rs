@@ -7,8 +7,8 @@
 //! target (for Kubernetes, a headless Service name) every `resolve_interval`, so that each
 //! ready pod gets an equal share of requests.
 //!
-//! DNS alone is slow to drop a pod: the cluster DNS caches answers for up to 30 s. So, unless
-//! `CLIENT_HEALTH_CHECK` is off, every resolved address also gets a health watcher: a small
+//! DNS alone is slow to drop a pod: the cluster DNS caches answers for up to 30 s. So, with
+//! `CLIENT_HEALTH_CHECK` on (off by default for now), every resolved address also gets a health watcher: a small
 //! connection of its own with a `grpc.health.v1.Health/Watch` stream for service `""` (polling
 //! `Check` every second where Watch is UNIMPLEMENTED, and while the address is not serving; a
 //! server with no health service at all counts as healthy, as for gRPC's own clients).
@@ -84,7 +84,10 @@ pub struct ClientArgs {
 
     /// Watch each upstream address's `grpc.health.v1` status and send calls only to addresses
     /// that report SERVING. Off: every resolved address gets calls until DNS drops it.
-    #[arg(long, env = "CLIENT_HEALTH_CHECK", default_value_t = true, action = ArgAction::Set,
+    /// Off by default for now: on the local cloud, payments during a release with it on saw a
+    /// few CANCELLED and INTERNAL calls that the plain channel does not show (under
+    /// investigation; see issue 9).
+    #[arg(long, env = "CLIENT_HEALTH_CHECK", default_value_t = false, action = ArgAction::Set,
           value_parser = BoolishValueParser::new())]
     pub client_health_check: bool,
 }
@@ -96,7 +99,7 @@ impl Default for ClientArgs {
             client_connect_timeout: Duration::from_secs(2),
             client_default_deadline: Duration::from_secs(10),
             client_keepalive_interval: Duration::from_secs(10),
-            client_health_check: true,
+            client_health_check: false,
         }
     }
 }

@@ -136,7 +136,7 @@ async fn spreads_requests_in_proportion_and_follows_re_resolution() {
 async fn a_per_call_deadline_applies_through_the_balanced_channel() {
     let server = common::start("deadline", [127, 0, 0, 1], |_| {}).await;
     let target: payplane_runtime::Target = server.grpc.to_string().parse().expect("target");
-    let channel = balance::channel(&target, &ClientArgs::default(), None).expect("channel");
+    let channel = balance::channel(&target, &health_checked(), None).expect("channel");
     wait_until_answering(&channel, "deadline").await;
 
     let mut request = tonic::Request::new(EchoRequest {
@@ -192,7 +192,7 @@ async fn an_address_reporting_not_serving_gets_no_calls_until_it_serves_again() 
     let s2 = common::start("h2", [127, 0, 0, 2], |_| {}).await;
     // Re-resolution every 5 s (the default): within this test only health changes act.
     let resolver = StaticResolver::new([s1.grpc, s2.grpc]);
-    let channel = balance::channel_with_resolver(resolver, &ClientArgs::default(), None).expect("channel");
+    let channel = balance::channel_with_resolver(resolver, &health_checked(), None).expect("channel");
 
     // A new channel takes calls as soon as its addresses report SERVING.
     let started = Instant::now();
@@ -246,7 +246,7 @@ async fn a_server_shutting_down_gets_no_calls_within_a_second_and_still_stops_pr
     })
     .await;
     let resolver = StaticResolver::new([s1.grpc, s2.grpc]);
-    let channel = balance::channel_with_resolver(resolver, &ClientArgs::default(), None).expect("channel");
+    let channel = balance::channel_with_resolver(resolver, &health_checked(), None).expect("channel");
     wait_until_answering(&channel, "d1").await;
     wait_until_answering(&channel, "d2").await;
 
@@ -309,7 +309,7 @@ async fn a_killed_server_is_dropped_failing_only_the_calls_in_flight() {
     let s2 = common::start("k2", [127, 0, 0, 2], |_| {}).await;
     let (k2, killer) = proxy([127, 0, 0, 22], s2.grpc).await;
     let resolver = StaticResolver::new([s1.grpc, k2]);
-    let channel = balance::channel_with_resolver(resolver, &ClientArgs::default(), None).expect("channel");
+    let channel = balance::channel_with_resolver(resolver, &health_checked(), None).expect("channel");
     wait_until_answering(&channel, "k1").await;
     wait_until_answering(&channel, "k2").await;
 
@@ -373,7 +373,7 @@ async fn a_killed_server_is_dropped_failing_only_the_calls_in_flight() {
 async fn with_no_healthy_address_calls_fail_at_once_with_unavailable_naming_the_target() {
     let server = common::start("u1", [127, 0, 0, 1], |_| {}).await;
     let resolver = StaticResolver::new([server.grpc]);
-    let channel = balance::channel_with_resolver(resolver, &ClientArgs::default(), None).expect("channel");
+    let channel = balance::channel_with_resolver(resolver, &health_checked(), None).expect("channel");
     wait_until_answering(&channel, "u1").await;
 
     server
@@ -408,7 +408,7 @@ async fn with_health_checking_off_a_not_serving_address_keeps_getting_calls() {
     let resolver = StaticResolver::new([s1.grpc, s2.grpc]);
     let args = ClientArgs {
         client_health_check: false,
-        ..ClientArgs::default()
+        ..health_checked()
     };
     let channel = balance::channel_with_resolver(resolver, &args, None).expect("channel");
     wait_until_answering(&channel, "o1").await;
@@ -473,7 +473,7 @@ async fn where_watch_is_unimplemented_check_is_polled() {
     let c2_task = tokio::spawn(server.serve_with(listeners));
 
     let resolver = StaticResolver::new([s1.grpc, c2]);
-    let channel = balance::channel_with_resolver(resolver, &ClientArgs::default(), None).expect("channel");
+    let channel = balance::channel_with_resolver(resolver, &health_checked(), None).expect("channel");
     wait_until_answering(&channel, "c2").await;
 
     *status.lock().expect("lock") = HealthStatus::NotServing as i32;
@@ -506,8 +506,16 @@ async fn a_server_without_a_health_service_counts_as_healthy() {
             .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
     );
     let resolver = StaticResolver::new([addr]);
-    let channel = balance::channel_with_resolver(resolver, &ClientArgs::default(), None).expect("channel");
+    let channel = balance::channel_with_resolver(resolver, &health_checked(), None).expect("channel");
     let reply = echo(channel, request("bare")).await.expect("the call succeeds");
     assert_eq!(reply.server, "bare");
     bare.abort();
+}
+
+/// Client settings with health checking on (it is off by default).
+fn health_checked() -> ClientArgs {
+    ClientArgs {
+        client_health_check: true,
+        ..ClientArgs::default()
+    }
 }
