@@ -1,10 +1,76 @@
-//! What the cluster tests check about a running platform: pods Ready, `payplane load`'s summary
-//! (nothing lost, nothing failed), JSON from HTTP APIs (Jaeger, Prometheus).
+//! What the cluster tests check about a running platform: pods Ready, `payplane load` pods and
+//! their summary (nothing lost, nothing failed), JSON from HTTP APIs (Jaeger, Prometheus).
+
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use serde_json::Value;
 
-use crate::kube::run;
+use crate::kube::{kubectl, run, wait_for};
+
+fn pod_phase(ns: &str, name: &str) -> Result<String> {
+    kubectl(&["-n", ns, "get", "pod", name, "-o", "jsonpath={.status.phase}"])
+}
+
+/// Starts a pod running `payplane load` (image `image`) against `gateway` at `rate` for
+/// `seconds`, reading every payment back at the end; returns when it runs. A pod of the same
+/// name left by an earlier run is deleted first.
+pub fn start_load_pod(
+    ns: &str,
+    name: &str,
+    image: &str,
+    gateway: &str,
+    rate: &str,
+    seconds: u64,
+) -> Result<Instant> {
+    kubectl(&[
+        "-n",
+        ns,
+        "delete",
+        "pod",
+        name,
+        "--ignore-not-found",
+        "--wait=true",
+    ])?;
+    let duration = format!("{seconds}s");
+    kubectl(&[
+        "-n",
+        ns,
+        "run",
+        name,
+        "--image",
+        image,
+        "--restart=Never",
+        "--labels",
+        "app.kubernetes.io/name=payplane-load",
+        "--",
+        "load",
+        "--gateway",
+        gateway,
+        "--rate",
+        rate,
+        "--duration",
+        &duration,
+        "--json",
+        "--no-progress",
+        // Read every payment back (the default stops at 1000).
+        "--check-states",
+        "1000000",
+    ])?;
+    wait_for(
+        &format!("load pod {name} to run"),
+        Duration::from_secs(60),
+        || Ok((pod_phase(ns, name)? == "Running").then(Instant::now)),
+    )
+}
+
+/// Waits for a load pod to finish and returns its JSON summary.
+pub fn load_pod_result(ns: &str, name: &str, timeout: Duration) -> Result<Value> {
+    wait_for(&format!("load pod {name} to finish"), timeout, || {
+        Ok(matches!(pod_phase(ns, name)?.as_str(), "Succeeded" | "Failed").then_some(()))
+    })?;
+    load_summary(&kubectl(&["-n", ns, "logs", name])?)
+}
 
 pub fn is_ready(pod: &Value) -> bool {
     pod["status"]["conditions"]

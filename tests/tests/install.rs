@@ -15,7 +15,7 @@ use anyhow::{Context, Result};
 use payplane_e2e::{
     helm::charts_dir,
     kube::{helm_run, kubectl, require_cluster, required_env, wait_for},
-    platform::{assert_no_failed_payment, curl_json, is_ready, load_summary},
+    platform::{assert_no_failed_payment, curl_json, is_ready, load_pod_result, start_load_pod},
 };
 use serde_json::Value;
 
@@ -186,45 +186,7 @@ fn install_test_upgrade_under_load_and_uninstall() {
     //    the upgrade to the next tag while it runs.
     let gateway = format!("http://{RELEASE}-gateway-headless.{ns}.svc.cluster.local:50051");
     let image = format!("{}/payplane/cli:{}", env.registry, env.tag);
-    let duration = format!("{LOAD_SECONDS}s");
-    kubectl(&[
-        "-n",
-        ns,
-        "run",
-        "e2e-load",
-        "--image",
-        &image,
-        "--restart=Never",
-        "--labels",
-        "app.kubernetes.io/name=payplane-load",
-        "--",
-        "load",
-        "--gateway",
-        &gateway,
-        "--rate",
-        LOAD_RATE,
-        "--duration",
-        &duration,
-        "--json",
-        "--no-progress",
-        // Read every payment back (the default stops at 1000).
-        "--check-states",
-        "1000000",
-    ])
-    .unwrap();
-    let load_started = wait_for("the load pod to run", Duration::from_secs(60), || {
-        let phase = kubectl(&[
-            "-n",
-            ns,
-            "get",
-            "pod",
-            "e2e-load",
-            "-o",
-            "jsonpath={.status.phase}",
-        ])?;
-        Ok((phase == "Running").then(Instant::now))
-    })
-    .unwrap();
+    let load_started = start_load_pod(ns, "e2e-load", &image, &gateway, LOAD_RATE, LOAD_SECONDS).unwrap();
     std::thread::sleep(Duration::from_secs(10));
     let up_start = Instant::now();
     env.install(&env.next_tag)
@@ -265,25 +227,7 @@ fn install_test_upgrade_under_load_and_uninstall() {
     }
 
     // 4. The load ends: zero failed payments across the upgrade.
-    wait_for(
-        "the load pod to finish",
-        Duration::from_secs(LOAD_SECONDS + 120),
-        || {
-            let phase = kubectl(&[
-                "-n",
-                ns,
-                "get",
-                "pod",
-                "e2e-load",
-                "-o",
-                "jsonpath={.status.phase}",
-            ])?;
-            Ok(matches!(phase.as_str(), "Succeeded" | "Failed").then_some(()))
-        },
-    )
-    .unwrap();
-    let log = kubectl(&["-n", ns, "logs", "e2e-load"]).unwrap();
-    let summary = load_summary(&log).unwrap();
+    let summary = load_pod_result(ns, "e2e-load", Duration::from_secs(LOAD_SECONDS + 120)).unwrap();
     println!(
         "FIGURE upgrade under load: sent {} ok {} errors {} in {:.0} s, {:.1} payments/s, p50 {:.1} ms p99 {:.1} ms, final {}",
         summary["sent"],

@@ -16,7 +16,7 @@ use anyhow::{Result, bail};
 use payplane_e2e::{
     helm::charts_dir,
     kube::{helm_run, kubectl, require_cluster, required_env, run, wait_for},
-    platform::{assert_no_failed_payment, load_summary},
+    platform::{assert_no_failed_payment, load_pod_result, start_load_pod},
 };
 use serde_json::Value;
 
@@ -179,78 +179,17 @@ impl Env {
 
     /// Starts a load pod (`payplane load`) at `rate` for `seconds`.
     fn start_load(&self, name: &str, rate: &str, seconds: u64) -> Result<()> {
-        let _ = kubectl(&[
-            "-n",
-            &self.ns,
-            "delete",
-            "pod",
-            name,
-            "--ignore-not-found",
-            "--wait=true",
-        ]);
         let gateway = format!(
             "http://{RELEASE}-gateway-headless.{}.svc.cluster.local:50051",
             self.ns
         );
         let image = format!("{}/payplane/cli:{}", self.registry, self.tag);
-        let duration = format!("{seconds}s");
-        kubectl(&[
-            "-n",
-            &self.ns,
-            "run",
-            name,
-            "--image",
-            &image,
-            "--restart=Never",
-            "--labels",
-            "app.kubernetes.io/name=payplane-load",
-            "--",
-            "load",
-            "--gateway",
-            &gateway,
-            "--rate",
-            rate,
-            "--duration",
-            &duration,
-            "--json",
-            "--no-progress",
-            "--check-states",
-            "1000000",
-        ])?;
-        wait_for(
-            &format!("load pod {name} to run"),
-            Duration::from_secs(60),
-            || {
-                let phase = kubectl(&[
-                    "-n",
-                    &self.ns,
-                    "get",
-                    "pod",
-                    name,
-                    "-o",
-                    "jsonpath={.status.phase}",
-                ])?;
-                Ok((phase == "Running").then_some(()))
-            },
-        )
+        start_load_pod(&self.ns, name, &image, &gateway, rate, seconds).map(drop)
     }
 
     /// Waits for a load pod to finish and returns its JSON summary.
     fn load_result(&self, name: &str, timeout: Duration) -> Result<Value> {
-        wait_for(&format!("load pod {name} to finish"), timeout, || {
-            let phase = kubectl(&[
-                "-n",
-                &self.ns,
-                "get",
-                "pod",
-                name,
-                "-o",
-                "jsonpath={.status.phase}",
-            ])?;
-            Ok(matches!(phase.as_str(), "Succeeded" | "Failed").then_some(()))
-        })?;
-        let log = kubectl(&["-n", &self.ns, "logs", name])?;
-        load_summary(&log)
+        load_pod_result(&self.ns, name, timeout)
     }
 
     /// LedgerService calls taken so far by accounting's (canary, stable) pods, from their own
