@@ -1,4 +1,6 @@
 //! The `payplane` CLI as a library: its subcommands' engines, for tests and benchmarks.
 
+pub mod cluster;
 pub mod load;
 pub mod report;
+pub mod rollout;

@@ -61,6 +61,9 @@ enum Command {
     /// outcome and lead time.
     #[command(after_help = HISTORY_EXAMPLES)]
     History(HistoryArgs),
+
+    #[command(flatten)]
+    Release(payplane_cli::rollout::Command),
 }
 
 const REPORT_EXAMPLES: &str = "\
@@ -475,6 +478,7 @@ async fn main() -> ExitCode {
         Command::Report(args) => report(args).await,
         Command::Audit(args) => audit(args).await,
         Command::History(args) => history(args).await,
+        Command::Release(command) => payplane_cli::rollout::run(command).await,
     };
     result.unwrap_or_else(|e| {
         eprintln!("error: {e:#}");

@@ -6,17 +6,12 @@
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
-use k8s_openapi::{
-    api::{
-        admissionregistration::v1::{ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding},
-        apps::v1::Deployment,
-        certificates::v1::CertificateSigningRequest,
-        coordination::v1::Lease,
-        core::v1::{Namespace, Pod},
-        events::v1::Event,
-        rbac::v1::{Role, RoleBinding},
-    },
-    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    coordination::v1::Lease,
+    core::v1::{Namespace, Pod},
+    events::v1::Event,
+    rbac::v1::{Role, RoleBinding},
 };
 use kube::{
     Api, Client, CustomResourceExt, ResourceExt,
@@ -34,6 +29,7 @@ use payplane_rollout_controller::{
     metrics::ControllerMetrics,
     reconcile::{canary_name, template_hash},
 };
+use payplane_testkit::cluster;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -74,28 +70,13 @@ async fn cluster() -> Client {
 }
 
 async fn install_crds(client: &Client) {
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in [
+    let crds = vec![
         Rollout::crd(),
         payplane_rollout_controller::crd::AnalysisTemplate::crd(),
         FreezePolicy::crd(),
         ReleaseEvent::crd(),
-    ] {
-        let name = crd.name_any();
-        api.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&crd))
-            .await
-            .expect("install CRD");
-        wait!(
-            format!("CRD {name} established"),
-            Duration::from_secs(30),
-            api.get(&name)
-                .await
-                .ok()
-                .and_then(|c| c.status)
-                .and_then(|s| s.conditions)
-                .is_some_and(|cs| { cs.iter().any(|c| c.type_ == "Established" && c.status == "True") })
-        );
-    }
+    ];
+    cluster::apply_crds(client, MANAGER, crds).await;
 }
 
 struct TestNs {
@@ -1224,115 +1205,7 @@ async fn inside_a_freeze_window_promote_is_refused_and_abort_still_acts() {
 /// through the CertificateSigningRequest API (signer kubernetes.io/kube-apiserver-client, issued by
 /// the kube-controller-manager), approved by the admin.
 async fn user_client(admin: &Client, name: &str, groups: &[&str]) -> Client {
-    let dir = std::env::temp_dir().join(format!("payplane-user-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
-    }
-    let key = dir.join("key.pem");
-    let csr_pem = dir.join("csr.pem");
-    let openssl = |args: &[&str]| {
-        let out = std::process::Command::new("openssl")
-            .args(args)
-            .output()
-            .expect("openssl (the cluster's PKI needs it too)");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    openssl(&[
-        "genpkey",
-        "-algorithm",
-        "EC",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-out",
-        key.to_str().unwrap(),
-    ]);
-    let subject: String = groups
-        .iter()
-        .map(|g| format!("/O={g}"))
-        .chain([format!("/CN={name}")])
-        .collect();
-    openssl(&[
-        "req",
-        "-new",
-        "-key",
-        key.to_str().unwrap(),
-        "-subj",
-        &subject,
-        "-out",
-        csr_pem.to_str().unwrap(),
-    ]);
-    let csr_name = format!("payplane-test-{name}-{}-{}", std::process::id(), rand_suffix());
-    let csr: CertificateSigningRequest = serde_json::from_value(json!({
-        "metadata": {"name": csr_name},
-        "spec": {
-            "request": k8s_openapi::ByteString(std::fs::read(&csr_pem).unwrap()),
-            "signerName": "kubernetes.io/kube-apiserver-client",
-            "usages": ["client auth"],
-            "expirationSeconds": 3600,
-        },
-    }))
-    .unwrap();
-    let csrs: Api<CertificateSigningRequest> = Api::all(admin.clone());
-    csrs.create(&PostParams::default(), &csr)
-        .await
-        .expect("create CSR");
-    let approval = json!({"status": {"conditions": [{
-        "type": "Approved", "status": "True", "reason": "PayplaneTest", "message": "test user",
-    }]}});
-    csrs.patch_approval(&csr_name, &PatchParams::default(), &Patch::Merge(approval))
-        .await
-        .expect("approve CSR");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let certificate = loop {
-        if let Some(c) = csrs.get(&csr_name).await.ok().and_then(|c| c.status?.certificate) {
-            break c;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no certificate issued for {name} within 30 s: is the kube-controller-manager's signer \
-             (--cluster-signing-cert-file) configured?"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    let cert = dir.join("cert.pem");
-    std::fs::write(&cert, &certificate.0).unwrap();
-    let _ = csrs.delete(&csr_name, &DeleteParams::default()).await;
-
-    let admin_config = kube::config::Kubeconfig::read().expect("KUBECONFIG");
-    let context = admin_config
-        .current_context
-        .as_ref()
-        .and_then(|c| admin_config.contexts.iter().find(|x| &x.name == c))
-        .and_then(|c| c.context.as_ref())
-        .expect("current context");
-    let cluster = admin_config
-        .clusters
-        .iter()
-        .find(|c| c.name == context.cluster)
-        .and_then(|c| c.cluster.as_ref())
-        .expect("cluster");
-    let yaml = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n    certificate-authority-data: {}\n\
-         users:\n- name: {name}\n  user:\n    client-certificate: {}\n    client-key: {}\n\
-         contexts:\n- name: c\n  context: {{cluster: c, user: {name}}}\ncurrent-context: c\n",
-        cluster.server.as_deref().unwrap(),
-        cluster.certificate_authority_data.as_deref().unwrap(),
-        cert.display(),
-        key.display(),
-    );
-    // Also on disk, for `kubectl --kubeconfig` while debugging (valid for the CSR's hour).
-    std::fs::write(dir.join("kubeconfig"), &yaml).unwrap();
-    let kubeconfig = kube::config::Kubeconfig::from_yaml(&yaml).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .expect("user kubeconfig");
-    let user = Client::try_from(config).expect("user client");
+    let user = cluster::client_from(&cluster::user_kubeconfig(admin, name, groups).await).await;
     // The apiserver sees the certificate's identity.
     let review = Api::<k8s_openapi::api::authentication::v1::SelfSubjectReview>::all(user.clone())
         .create(&PostParams::default(), &Default::default())
@@ -1347,29 +1220,8 @@ async fn user_client(admin: &Client, name: &str, groups: &[&str]) -> Client {
 async fn install_policies(client: &Client) {
     let dir =
         std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../charts/rollout-controller/policies");
-    for file in ["release-identity.yaml", "bindings.yaml"] {
-        let text = std::fs::read_to_string(dir.join(file)).unwrap();
-        let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).unwrap();
-        for doc in docs {
-            let name = doc["metadata"]["name"].as_str().unwrap().to_owned();
-            let pp = PatchParams::apply(MANAGER).force();
-            match doc["kind"].as_str().unwrap() {
-                "ValidatingAdmissionPolicy" => {
-                    Api::<ValidatingAdmissionPolicy>::all(client.clone())
-                        .patch(&name, &pp, &Patch::Apply(&doc))
-                        .await
-                        .expect("apply policy");
-                }
-                "ValidatingAdmissionPolicyBinding" => {
-                    Api::<ValidatingAdmissionPolicyBinding>::all(client.clone())
-                        .patch(&name, &pp, &Patch::Apply(&doc))
-                        .await
-                        .expect("apply binding");
-                }
-                other => panic!("unexpected kind {other} in {file}"),
-            }
-        }
-    }
+    let files = [dir.join("release-identity.yaml"), dir.join("bindings.yaml")];
+    cluster::apply_admission_policies(client, MANAGER, &files).await;
 }
 
 /// `user` changes the Deployment's template (a chart upgrade), stamping `released_by`.

@@ -4,11 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
-use kube::{Api, Client, Config, api::ListParams, config::KubeConfigOptions};
+use kube::{Api, api::ListParams};
 use payplane_delivery::{ReleaseEvent, event::SERVICE_LABEL};
-
-const CLUSTER_HINT: &str = "point KUBECONFIG at a cluster (for the local one: `ci/cluster up && eval \"$(ci/cluster env)\"`), \
-     pass --context, or read an export with --from FILE.json";
 
 /// Where to read events from.
 #[derive(Clone, Debug)]
@@ -74,52 +71,9 @@ fn read_file(path: &Path) -> Result<Vec<ReleaseEvent>> {
     parse_export(&text).with_context(|| format!("{}", path.display()))
 }
 
-async fn client(context: Option<&str>) -> Result<(Client, String)> {
-    let config = match context {
-        Some(ctx) => {
-            let options = KubeConfigOptions {
-                context: Some(ctx.to_owned()),
-                ..KubeConfigOptions::default()
-            };
-            Config::from_kubeconfig(&options)
-                .await
-                .map_err(|e| anyhow!("kubeconfig context `{ctx}`: {e} ({CLUSTER_HINT})"))?
-        }
-        None => Config::infer()
-            .await
-            .map_err(|e| anyhow!("no Kubernetes configuration found ({e}): {CLUSTER_HINT}"))?,
-    };
-    let namespace = config.default_namespace.clone();
-    let url = config.cluster_url.to_string();
-    let client = Client::try_from(config).map_err(|e| anyhow!("cannot make a client for {url}: {e}"))?;
-    Ok((client, namespace))
-}
-
-/// What the apiserver's refusal means for a person.
+/// What the apiserver's refusal to list the events means for a person.
 fn explain(e: kube::Error, namespace: Option<&str>) -> anyhow::Error {
-    let scope = match namespace {
-        Some(ns) => format!("in namespace `{ns}`"),
-        None => "in all namespaces (cluster-wide)".to_owned(),
-    };
-    match e {
-        kube::Error::Api(s) if s.is_forbidden() => {
-            let flag = namespace.map_or("-A".to_owned(), |ns| format!("-n {ns}"));
-            anyhow!(
-                "forbidden: you may not `list` `releaseevents.payplane.io` {scope} (RBAC). \
-                 Ask for a Role granting get/list on releaseevents.payplane.io; check with \
-                 `kubectl auth can-i list releaseevents.payplane.io {flag}`. ({})",
-                s.message
-            )
-        }
-        kube::Error::Api(s) if s.is_not_found() => anyhow!(
-            "the ReleaseEvent resource is not installed in this cluster (404 on releaseevents.payplane.io): \
-             install the rollout controller's CRDs (`kubectl apply -f charts/rollout-controller/crds/`)"
-        ),
-        kube::Error::Api(s) => {
-            anyhow!("the apiserver refused to list releaseevents.payplane.io {scope}: {s}")
-        }
-        other => anyhow!("cannot reach the Kubernetes API ({other}): is the cluster up? {CLUSTER_HINT}"),
-    }
+    crate::cluster::explain(e, "list", "releaseevents.payplane.io", namespace)
 }
 
 async fn list(
@@ -128,7 +82,9 @@ async fn list(
     all_namespaces: bool,
     service: Option<&str>,
 ) -> Result<Vec<ReleaseEvent>> {
-    let (client, default_ns) = client(context).await?;
+    let (client, default_ns) = crate::cluster::connect(context)
+        .await
+        .map_err(|e| anyhow!("{e}, or read an export with --from FILE.json"))?;
     let ns = (!all_namespaces).then(|| namespace.unwrap_or(&default_ns).to_owned());
     let api: Api<ReleaseEvent> = match &ns {
         Some(ns) => Api::namespaced(client, ns),
@@ -195,8 +151,13 @@ mod tests {
         let missing = kube::Error::Api(Box::new(kube::core::Status {
             code: 404,
             reason: "NotFound".into(),
+            message: "the server could not find the requested resource".into(),
             ..Default::default()
         }));
-        assert!(explain(missing, None).to_string().contains("not installed"));
+        assert!(
+            explain(missing, None)
+                .to_string()
+                .contains("rollout controller's CRDs")
+        );
     }
 }
