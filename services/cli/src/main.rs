@@ -6,6 +6,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use payplane_cli::{
     load::{self, Live, LoadPlan, Mode, PaymentMix, mix, stats::join_counts},
     report,
+    trace::{self, Lookup, jaeger::Jaeger, waterfall::Waterfall},
 };
 use payplane_proto::common::v1::PaymentMethod;
 use payplane_runtime::{ClientArgs, Target, balance};
@@ -61,6 +62,49 @@ enum Command {
     /// outcome and lead time.
     #[command(after_help = HISTORY_EXAMPLES)]
     History(HistoryArgs),
+
+    /// Draw one payment's trace from Jaeger as a waterfall: which services it crossed, in which
+    /// version, how long each step took and where it failed.
+    ///
+    /// Takes a trace id (32 hex digits: the payment's trace_id, or the x-trace-id the gateway
+    /// returns) or a payment id, which is looked up among the gateway's spans tagged payment.id
+    /// over the last 7 days (a payment with refunds or recoveries has more traces: the one that
+    /// created it is drawn, the others are listed). One row per span, indented under its parent:
+    /// service, operation, service.version, duration, a bar placed on the trace's time line, and
+    /// errors (span status ERROR or error=true) marked with their gRPC status code. Ends with the
+    /// link to the trace in Jaeger's UI. --json prints the spans for scripts.
+    #[command(after_help = TRACE_EXAMPLES)]
+    Trace(TraceArgs),
+}
+
+const TRACE_EXAMPLES: &str = "\
+Examples:
+  # A payment's trace, against the local Jaeger (ci/devenv up):
+  payplane trace 0b7f3a2e-9c41-4d8e-a1b2-3c4d5e6f7a8b
+
+  # By trace id (x-trace-id), from the local cloud's Jaeger (ci/cluster.md):
+  payplane trace 4bf92f3577b34da6a3ce929d0e0e4736 --jaeger http://10.96.0.20:16686
+
+  # The services a payment crossed, for a script:
+  payplane trace 0b7f3a2e-9c41-4d8e-a1b2-3c4d5e6f7a8b --json | jq -r '.services[]'";
+
+#[derive(Args, Debug)]
+struct TraceArgs {
+    /// A payment id, or a trace id (32 hex digits).
+    #[arg(value_name = "PAYMENT_ID|TRACE_ID")]
+    id: String,
+
+    /// Jaeger's query API (the UI's address, port 16686).
+    #[arg(long, env = "PAYPLANE_JAEGER_URL", default_value = "http://127.0.0.1:16686")]
+    jaeger: String,
+
+    /// Print the spans as JSON instead of the waterfall.
+    #[arg(long)]
+    json: bool,
+
+    /// Columns to draw in (default: the terminal's width, or 100 when not on a terminal).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(20..))]
+    width: Option<u16>,
 }
 
 const REPORT_EXAMPLES: &str = "\
@@ -467,6 +511,33 @@ async fn history(args: HistoryArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+async fn trace(args: TraceArgs) -> Result<ExitCode> {
+    let lookup = Lookup::parse(&args.id)?;
+    let jaeger = Jaeger::new(&args.jaeger)?;
+    let found = trace::find(&jaeger, &lookup).await?;
+    let waterfall = Waterfall::build(&found.trace);
+    let link = jaeger.ui_link(&waterfall.trace_id);
+    if args.json {
+        let json = trace::JsonTrace {
+            waterfall: &waterfall,
+            services: waterfall.services(),
+            jaeger_url: link,
+            other_trace_ids: &found.other_trace_ids,
+        };
+        println!("{}", serde_json::to_string_pretty(&json)?);
+    } else {
+        let width = args
+            .width
+            .or_else(|| console::Term::stdout().size_checked().map(|(_rows, cols)| cols))
+            .map_or(100, usize::from);
+        print!(
+            "{}",
+            trace::render_text(&waterfall, &link, &found.other_trace_ids, width)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -475,6 +546,7 @@ async fn main() -> ExitCode {
         Command::Report(args) => report(args).await,
         Command::Audit(args) => audit(args).await,
         Command::History(args) => history(args).await,
+        Command::Trace(args) => trace(args).await,
     };
     result.unwrap_or_else(|e| {
         eprintln!("error: {e:#}");
@@ -525,6 +597,23 @@ mod tests {
     }
 
     #[test]
+    fn trace_parses() {
+        let cli = Cli::try_parse_from(["payplane", "trace", "pay-1", "--json", "--width", "80"]).unwrap();
+        let Command::Trace(args) = cli.command else {
+            panic!("trace")
+        };
+        assert_eq!(
+            (args.id.as_str(), args.json, args.width),
+            ("pay-1", true, Some(80))
+        );
+        assert!(
+            Cli::try_parse_from(["payplane", "trace"]).is_err(),
+            "the id is required"
+        );
+        assert!(Cli::try_parse_from(["payplane", "trace", "x", "--width", "5"]).is_err());
+    }
+
+    #[test]
     fn report_audit_and_history_parse() {
         let cli =
             Cli::try_parse_from(["payplane", "report", "--since", "7d", "--format", "csv", "-A"]).unwrap();
@@ -558,7 +647,7 @@ mod tests {
             Cli::try_parse_from(["payplane", "history"]).is_err(),
             "the service is required"
         );
-        for cmd in ["report", "audit", "history"] {
+        for cmd in ["report", "audit", "history", "trace"] {
             let help = Cli::command()
                 .find_subcommand_mut(cmd)
                 .unwrap()
