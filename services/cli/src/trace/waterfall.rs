@@ -191,7 +191,7 @@ impl Waterfall {
     pub fn render(&self, width: usize) -> String {
         let errors = self.spans.iter().filter(|s| s.error).count();
         let mut out = format!(
-            "trace {}  {}  {}  {} spans, {} errors  services: {}\n\n",
+            "trace {}  {}  {}  {} spans, {} errors\nservices: {}\n\n",
             self.trace_id,
             self.start_time.to_rfc3339_opts(SecondsFormat::Millis, true),
             human(self.duration_us),
@@ -525,14 +525,15 @@ mod tests {
         let text = w.render(100);
         println!("{text}");
         let lines: Vec<&str> = text.lines().collect();
-        assert!(lines[0].starts_with(&format!(
-            "trace {TRACE}  2026-11-22T09:40:00.000Z  1.0ms  6 spans, 2 errors"
-        )));
-        assert!(lines[0].ends_with("services: gateway, routing, accounting, settlement"));
-        assert_eq!(lines[1], "");
-        let header = lines[2];
+        assert_eq!(
+            lines[0],
+            format!("trace {TRACE}  2026-11-22T09:40:00.000Z  1.0ms  6 spans, 2 errors")
+        );
+        assert_eq!(lines[1], "services: gateway, routing, accounting, settlement");
+        assert_eq!(lines[2], "");
+        let header = lines[3];
         assert!(header.starts_with("SPAN") && header.contains("VERSION") && header.contains("STATUS"));
-        let rows = &lines[3..];
+        let rows = &lines[4..];
         assert_eq!(rows.len(), 6);
         assert!(rows[0].starts_with("gateway PaymentService/CreatePayment "));
         assert!(rows[1].starts_with("  gateway create_payment "));
@@ -581,7 +582,7 @@ mod tests {
             "{row}"
         );
         let narrow = Waterfall::build(&payment_trace()).render(20);
-        for r in narrow.lines().skip(3) {
+        for r in narrow.lines().skip(4) {
             assert!(r.chars().filter(|&c| c == BAR).count() >= 1, "{r}");
         }
     }
