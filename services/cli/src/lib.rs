@@ -4,3 +4,4 @@ pub mod cluster;
 pub mod load;
 pub mod report;
 pub mod rollout;
+pub mod trace;

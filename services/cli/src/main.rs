@@ -1,11 +1,12 @@
 use std::{io::IsTerminal, process::ExitCode, time::Duration};
 
 use anyhow::{Context, Result};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use payplane_cli::{
     load::{self, Live, LoadPlan, Mode, PaymentMix, mix, stats::join_counts},
     report,
+    trace::{self, Lookup, jaeger::Jaeger, waterfall::Waterfall},
 };
 use payplane_proto::common::v1::PaymentMethod;
 use payplane_runtime::{ClientArgs, Target, balance};
@@ -64,6 +65,64 @@ enum Command {
 
     #[command(flatten)]
     Release(payplane_cli::rollout::Command),
+
+    /// Draw one payment's trace from Jaeger as a waterfall: which services it crossed, in which
+    /// version, how long each step took and where it failed.
+    ///
+    /// Takes a trace id (32 hex digits: the payment's trace_id, or the x-trace-id the gateway
+    /// returns) or a payment id, which is looked up among the gateway's spans tagged payment.id
+    /// over the last 7 days (a payment with refunds or recoveries has more traces: the one that
+    /// created it is drawn, the others are listed). One row per span, indented under its parent:
+    /// service, operation, service.version, duration, a bar placed on the trace's time line, and
+    /// errors (span status ERROR or error=true) marked with their gRPC status code. Ends with the
+    /// link to the trace in Jaeger's UI. --json prints the spans for scripts.
+    #[command(after_help = TRACE_EXAMPLES)]
+    Trace(TraceArgs),
+
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(after_help = COMPLETIONS_EXAMPLES)]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+const COMPLETIONS_EXAMPLES: &str = "\
+Examples:
+  payplane completions bash > ~/.local/share/bash-completion/completions/payplane
+  payplane completions zsh > \"${fpath[1]}/_payplane\"
+
+As a kubectl plugin: put the binary on PATH as kubectl-payplane, e.g.
+  ln -s \"$(command -v payplane)\" ~/.local/bin/kubectl-payplane && kubectl payplane status";
+
+const TRACE_EXAMPLES: &str = "\
+Examples:
+  # A payment's trace, against the local Jaeger (ci/devenv up):
+  payplane trace 0b7f3a2e-9c41-4d8e-a1b2-3c4d5e6f7a8b
+
+  # By trace id (x-trace-id), from the local cloud's Jaeger (ci/cluster.md):
+  payplane trace 4bf92f3577b34da6a3ce929d0e0e4736 --jaeger http://10.96.0.20:16686
+
+  # The services a payment crossed, for a script:
+  payplane trace 0b7f3a2e-9c41-4d8e-a1b2-3c4d5e6f7a8b --json | jq -r '.services[]'";
+
+#[derive(Args, Debug)]
+struct TraceArgs {
+    /// A payment id, or a trace id (32 hex digits).
+    #[arg(value_name = "PAYMENT_ID|TRACE_ID")]
+    id: String,
+
+    /// Jaeger's query API (the UI's address, port 16686).
+    #[arg(long, env = "PAYPLANE_JAEGER_URL", default_value = "http://127.0.0.1:16686")]
+    jaeger: String,
+
+    /// Print the spans as JSON instead of the waterfall.
+    #[arg(long)]
+    json: bool,
+
+    /// Columns to draw in (default: the terminal's width, or 100 when not on a terminal).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(20..))]
+    width: Option<u16>,
 }
 
 const REPORT_EXAMPLES: &str = "\
@@ -470,15 +529,70 @@ async fn history(args: HistoryArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+async fn trace(args: TraceArgs) -> Result<ExitCode> {
+    let lookup = Lookup::parse(&args.id)?;
+    let jaeger = Jaeger::new(&args.jaeger)?;
+    let found = trace::find(&jaeger, &lookup).await?;
+    let waterfall = Waterfall::build(&found.trace);
+    let link = jaeger.ui_link(&waterfall.trace_id);
+    if args.json {
+        let json = trace::JsonTrace {
+            waterfall: &waterfall,
+            services: waterfall.services(),
+            jaeger_url: link,
+            other_trace_ids: &found.other_trace_ids,
+        };
+        println!("{}", serde_json::to_string_pretty(&json)?);
+    } else {
+        let width = args
+            .width
+            .or_else(|| console::Term::stdout().size_checked().map(|(_rows, cols)| cols))
+            .map_or(100, usize::from);
+        print!(
+            "{}",
+            trace::render_text(&waterfall, &link, &found.other_trace_ids, width)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The command line as the user typed it: `kubectl payplane …` when run as the kubectl plugin
+/// (kubectl runs `kubectl-payplane` from PATH), `payplane …` otherwise.
+fn command() -> clap::Command {
+    let plugin = std::env::args_os()
+        .next()
+        .and_then(|a| {
+            std::path::Path::new(&a)
+                .file_name()
+                .map(|n| n == "kubectl-payplane")
+        })
+        .unwrap_or(false);
+    let command = Cli::command();
+    if plugin {
+        command.bin_name("kubectl payplane")
+    } else {
+        command
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let result = match cli.command {
         Command::Load(args) => load(args).await,
         Command::Report(args) => report(args).await,
         Command::Audit(args) => audit(args).await,
         Command::History(args) => history(args).await,
         Command::Release(command) => payplane_cli::rollout::run(command).await,
+        Command::Trace(args) => trace(args).await,
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "payplane", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
     };
     result.unwrap_or_else(|e| {
         eprintln!("error: {e:#}");
@@ -529,6 +643,23 @@ mod tests {
     }
 
     #[test]
+    fn trace_parses() {
+        let cli = Cli::try_parse_from(["payplane", "trace", "pay-1", "--json", "--width", "80"]).unwrap();
+        let Command::Trace(args) = cli.command else {
+            panic!("trace")
+        };
+        assert_eq!(
+            (args.id.as_str(), args.json, args.width),
+            ("pay-1", true, Some(80))
+        );
+        assert!(
+            Cli::try_parse_from(["payplane", "trace"]).is_err(),
+            "the id is required"
+        );
+        assert!(Cli::try_parse_from(["payplane", "trace", "x", "--width", "5"]).is_err());
+    }
+
+    #[test]
     fn report_audit_and_history_parse() {
         let cli =
             Cli::try_parse_from(["payplane", "report", "--since", "7d", "--format", "csv", "-A"]).unwrap();
@@ -562,13 +693,56 @@ mod tests {
             Cli::try_parse_from(["payplane", "history"]).is_err(),
             "the service is required"
         );
-        for cmd in ["report", "audit", "history"] {
-            let help = Cli::command()
-                .find_subcommand_mut(cmd)
-                .unwrap()
-                .render_long_help()
-                .to_string();
-            assert!(help.contains("Example"), "{cmd} --help has examples:\n{help}");
+    }
+
+    #[test]
+    fn every_command_explains_itself_with_an_example() {
+        let mut cli = Cli::command();
+        let names: Vec<String> = cli.get_subcommands().map(|c| c.get_name().to_owned()).collect();
+        for verb in [
+            "load",
+            "report",
+            "audit",
+            "history",
+            "release",
+            "status",
+            "watch",
+            "promote",
+            "abort",
+            "retry",
+            "pause",
+            "resume",
+            "undo",
+            "approve",
+            "trace",
+            "completions",
+        ] {
+            assert!(
+                names.iter().any(|n| n == verb),
+                "`payplane {verb}` exists: {names:?}"
+            );
         }
+        for name in names {
+            let sub = cli.find_subcommand_mut(&name).unwrap();
+            assert!(sub.get_about().is_some(), "{name} has a one-line description");
+            let help = sub.render_long_help().to_string();
+            assert!(help.contains("Example"), "{name} --help has an example:\n{help}");
+        }
+    }
+
+    #[test]
+    fn as_a_kubectl_plugin_the_usage_says_kubectl_payplane() {
+        let mut plugin = Cli::command().bin_name("kubectl payplane");
+        assert!(plugin.render_usage().to_string().contains("kubectl payplane"));
+        let cli = Cli::try_parse_from([
+            "kubectl-payplane",
+            "promote",
+            "accounting",
+            "-n",
+            "prod",
+            "--full",
+        ])
+        .unwrap();
+        assert!(matches!(cli.command, Command::Release(_)));
     }
 }

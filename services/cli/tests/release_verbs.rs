@@ -222,6 +222,42 @@ async fn release_watch_promote_abort_retry_and_undo() {
         line.contains("Healthy") && line.contains("busybox:1.0"),
         "{table}"
     );
+    // The same binary as a kubectl plugin, run by the real kubectl.
+    let bin = std::env::temp_dir().join(format!("payplane-plugin-{}", std::process::id()));
+    std::fs::create_dir_all(&bin).unwrap();
+    let plugin = bin.join("kubectl-payplane");
+    let _ = std::fs::remove_file(&plugin);
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_payplane"), &plugin).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let out = std::process::Command::new("kubectl")
+        .args(["payplane", "status", "-n", &p.ns.name])
+        .env("PATH", &path)
+        .output()
+        .expect("kubectl (ci/cluster env puts it on PATH)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("ledger"),
+        "kubectl payplane status: {text}"
+    );
+    let out = std::process::Command::new("kubectl")
+        .args(["payplane", "watch"])
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("kubectl payplane watch"),
+        "usage as a plugin"
+    );
+    let completions = std::process::Command::new(env!("CARGO_BIN_EXE_payplane"))
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
+    let script = String::from_utf8_lossy(&completions.stdout);
+    assert!(
+        script.contains("promote") && script.contains("approve"),
+        "bash completions"
+    );
+
     let err = p.payplane(None, &["status", "payments"]);
     err.expect(2);
     assert!(
