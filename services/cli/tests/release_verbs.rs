@@ -467,6 +467,23 @@ async fn approve_needs_another_person_and_rbac_refusals_name_the_verb() {
     p.payplane(Some(&bob), &["watch", "fx", "--timeout", "120s"])
         .expect(0);
 
+    // bob aborts alice's next release; the audit trail says it was bob.
+    p.payplane(Some(&alice), &["release", "fx", "--env", "VERSION=v3"])
+        .expect(0);
+    p.payplane(Some(&alice), &["watch", "fx", "--timeout", "120s"])
+        .expect(3);
+    p.payplane(Some(&bob), &["abort", "fx"]).expect(0);
+    p.payplane(Some(&alice), &["watch", "fx", "--timeout", "120s"])
+        .expect(1);
+    let audit: serde_json::Value =
+        serde_json::from_str(&p.payplane(None, &["audit", "fx", "--format", "json"]).expect(0)).unwrap();
+    let text = audit.to_string();
+    let aborted = audit["events"]
+        .as_array()
+        .and_then(|es| es.iter().find(|e| e["kind"] == "Aborted"))
+        .unwrap_or_else(|| panic!("an Aborted event in {text}"));
+    assert_eq!(aborted["actor"], "bob", "{text}");
+
     p.finish().await;
 }
 

@@ -12,7 +12,10 @@ use payplane_delivery::{
 
 use crate::{
     analysis,
-    crd::{CanaryStep, Measurement, MeasurementPhase, Metric, PauseReason, RolloutStatus},
+    crd::{
+        CanaryStep, Measurement, MeasurementPhase, Metric, PauseReason, REQUESTED_BY_ANNOTATION,
+        RolloutStatus,
+    },
     machine::Action,
 };
 
@@ -246,6 +249,32 @@ pub fn transitions(
     out
 }
 
+/// Names `requester` as the actor of what a handled request did in this reconcile (abort, retry,
+/// promote, resume and the steps they let begin). Measurements, approvals and the later
+/// rollback are not the requester's doing and keep their actor.
+pub fn attribute_request(transitions: &mut [Transition], requester: &str) {
+    for t in transitions {
+        let caused = !matches!(
+            t.kind,
+            EventKind::AnalysisMeasured | EventKind::GateApproved | EventKind::RolledBack
+        );
+        if caused && t.actor.is_none() {
+            t.actor = Some(requester.to_owned());
+        }
+    }
+}
+
+/// Who asked for the request on a Rollout: `requested-by` as is where the admission policy
+/// makes it the requester's own name, marked unverified elsewhere; None when not given.
+pub fn requester(annotations: &std::collections::BTreeMap<String, String>, enforced: bool) -> Option<String> {
+    let by = annotations.get(REQUESTED_BY_ANNOTATION)?.trim();
+    match (by.is_empty(), enforced) {
+        (true, _) => None,
+        (false, true) => Some(by.to_owned()),
+        (false, false) => Some(format!("{by} (unverified)")),
+    }
+}
+
 fn step_of_run(run: &str) -> Option<u32> {
     run.strip_prefix("step-").and_then(|i| i.parse().ok())
 }
@@ -387,6 +416,8 @@ pub fn digest(image_id: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
     use crate::{
         crd::{AnalysisPhase, AnalysisRunStatus, ApprovalRecord, MetricStatus, PrometheusProvider, Provider},
@@ -436,6 +467,38 @@ mod tests {
 
     fn none(_: &str, _: &str) -> Option<Metric> {
         None
+    }
+
+    #[test]
+    fn a_request_names_its_requester_as_the_actor_of_what_it_did_and_of_nothing_else() {
+        let mut prev = canary(3, "b");
+        prev.weight = 20;
+        let mut new = prev.clone();
+        new.abort = true;
+        new.aborted_revision = Some("b".into());
+        new.abort_reason = Some("abort requested".into());
+        new.rolled_back_at = Some(t(1).to_rfc3339());
+        let mut ts = transitions(
+            &steps(),
+            &prev,
+            &new,
+            &[ev("RolloutAborted", "abort requested")],
+            t(0),
+            &none,
+        );
+        attribute_request(&mut ts, "bob");
+        let actors: Vec<(EventKind, Option<&str>)> =
+            ts.iter().map(|t| (t.kind, t.actor.as_deref())).collect();
+        assert_eq!(
+            actors,
+            [(EventKind::Aborted, Some("bob")), (EventKind::RolledBack, None)],
+            "the rollback is the controller's doing"
+        );
+        let ann = |v: &str| BTreeMap::from([(REQUESTED_BY_ANNOTATION.to_owned(), v.to_owned())]);
+        assert_eq!(requester(&ann("bob"), true).as_deref(), Some("bob"));
+        assert_eq!(requester(&ann("bob"), false).as_deref(), Some("bob (unverified)"));
+        assert_eq!(requester(&ann(" "), true), None);
+        assert_eq!(requester(&BTreeMap::new(), true), None);
     }
 
     #[test]

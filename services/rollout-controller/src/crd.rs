@@ -17,8 +17,13 @@ pub const TRACK_LABEL: &str = "payplane.io/track";
 /// One-shot requests for the controller (`kubectl annotate rollout x payplane.io/request=abort`).
 /// Values: `abort`, `retry`, `promote` (finish the current step), `promote-full` (skip to
 /// promotion), `resume` (leave an indefinite or inconclusive pause), `undo` (back to the
-/// previous revision) or `undo:<revision>`. The controller removes it once handled.
+/// previous revision) or `undo:<revision>`. The controller removes it once handled. In governed
+/// namespaces it needs `payplane.io/requested-by` (the requester's own name) with it.
 pub const REQUEST_ANNOTATION: &str = "payplane.io/request";
+/// On the Rollout, with `request`: who asks (enforced equal to the requester by the admission
+/// policy in governed namespaces). The audit trail names them as the actor of what the request
+/// did; elsewhere the name is recorded as unverified. Consumed with the request.
+pub const REQUESTED_BY_ANNOTATION: &str = "payplane.io/requested-by";
 /// On the canary Deployment and the ControllerRevisions: the pod-template hash.
 pub const REVISION_HASH_ANNOTATION: &str = "payplane.io/revision-hash";
 /// Labels the ControllerRevisions kept for a Rollout.

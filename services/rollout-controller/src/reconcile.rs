@@ -43,8 +43,8 @@ use crate::{
         APPROVED_BY_ANNOTATION, APPROVER_GROUPS_ANNOTATION, AnalysisPhase, AnalysisTemplate,
         AnalysisTemplateSpec, FINALIZER, FREEZE_OVERRIDE_ANNOTATION, FREEZE_OVERRIDE_BY_ANNOTATION,
         FreezePolicy, FreezePolicyStatus, GOVERNANCE_ENFORCED, GOVERNANCE_LABEL, MetricStatus, NextFreeze,
-        RELEASED_BY_ANNOTATION, REQUEST_ANNOTATION, REVISION_HASH_ANNOTATION, ROLLOUT_LABEL, Rollout,
-        RolloutSpec, RolloutStatus, TRACK_LABEL,
+        RELEASED_BY_ANNOTATION, REQUEST_ANNOTATION, REQUESTED_BY_ANNOTATION, REVISION_HASH_ANNOTATION,
+        ROLLOUT_LABEL, Rollout, RolloutSpec, RolloutStatus, TRACK_LABEL,
     },
     freeze,
     lease::Leadership,
@@ -412,7 +412,21 @@ async fn apply(rollout: Arc<Rollout>, ctx: &Context) -> Result<Action, Error> {
         }
     };
     if let Some(Request::Undo(revision)) = &request {
-        undo(ctx, &rollout, &deployments, &deployment, &prev, &hash, *revision).await?;
+        let enforced = Api::<Namespace>::all(ctx.client.clone())
+            .get(&ns)
+            .await?
+            .labels()
+            .get(GOVERNANCE_LABEL)
+            .is_some_and(|v| v == GOVERNANCE_ENFORCED);
+        let requester = audit::requester(rollout.annotations(), enforced);
+        let at = Undo {
+            deployments: &deployments,
+            deployment: &deployment,
+            status: &prev,
+            current_hash: &hash,
+            requester,
+        };
+        undo(ctx, &rollout, at, *revision).await?;
         clear_request(&api, &rollout, raw_request.as_deref()).await;
         return Ok(Action::requeue(Duration::from_millis(100)));
     }
@@ -441,6 +455,7 @@ async fn apply(rollout: Arc<Rollout>, ctx: &Context) -> Result<Action, Error> {
         spec.paused,
     );
     obs.released_by = deployment.annotations().get(RELEASED_BY_ANNOTATION).cloned();
+    let governance_enforced = governance.identity_enforced;
     obs.identity_enforced = governance.identity_enforced;
     obs.freeze = governance.freeze;
     obs.next_freeze = governance.next_freeze;
@@ -498,7 +513,7 @@ async fn apply(rollout: Arc<Rollout>, ctx: &Context) -> Result<Action, Error> {
     }
     if changed {
         // The audit trail of the transitions this (fenced) status write committed.
-        let transitions = audit::transitions(
+        let mut transitions = audit::transitions(
             &spec.strategy.canary.steps,
             &prev,
             &new_status,
@@ -506,6 +521,11 @@ async fn apply(rollout: Arc<Rollout>, ctx: &Context) -> Result<Action, Error> {
             obs.now,
             &|run, metric| run_metric(spec, &templates, run, metric),
         );
+        if plan.request_handled
+            && let Some(who) = audit::requester(rollout.annotations(), governance_enforced)
+        {
+            audit::attribute_request(&mut transitions, &who);
+        }
         let release = Release {
             deployment: &deployment,
             template: &template_json,
@@ -835,7 +855,8 @@ async fn clear_request(api: &Api<Rollout>, rollout: &Rollout, value: Option<&str
     if value.is_none() {
         return;
     }
-    let patch = json!({"metadata": {"annotations": {REQUEST_ANNOTATION: null}}});
+    let patch =
+        json!({"metadata": {"annotations": {REQUEST_ANNOTATION: null, REQUESTED_BY_ANNOTATION: null}}});
     if let Err(e) = api
         .patch(&rollout.name_any(), &PatchParams::default(), &Patch::Merge(patch))
         .await
@@ -1262,15 +1283,23 @@ async fn save_revision(
 
 /// `undo`: writes a previous revision's template into the referenced Deployment; the next
 /// reconcile releases it like any new template (or, when it is the stable's, drops the canary).
-async fn undo(
-    ctx: &Context,
-    rollout: &Rollout,
-    deployments: &Api<Deployment>,
-    deployment: &Deployment,
-    status: &RolloutStatus,
-    current_hash: &str,
-    revision: Option<i64>,
-) -> Result<(), Error> {
+/// What an undo request acts on, and who asked for it.
+struct Undo<'a> {
+    deployments: &'a Api<Deployment>,
+    deployment: &'a Deployment,
+    status: &'a RolloutStatus,
+    current_hash: &'a str,
+    requester: Option<String>,
+}
+
+async fn undo(ctx: &Context, rollout: &Rollout, at: Undo<'_>, revision: Option<i64>) -> Result<(), Error> {
+    let Undo {
+        deployments,
+        deployment,
+        status,
+        current_hash,
+        requester,
+    } = at;
     let all = revisions(ctx, rollout).await?;
     let hash_of = |r: &ControllerRevision| {
         r.annotations()
@@ -1333,7 +1362,7 @@ async fn undo(
             release,
             revision,
             kind: payplane_delivery::EventKind::Undone,
-            actor: None,
+            actor: requester,
             time: Utc::now(),
             step: status.current_step_index,
             weight: None,

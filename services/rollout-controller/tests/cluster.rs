@@ -1242,6 +1242,28 @@ async fn release_as(
         .map(|_| ())
 }
 
+/// `user` writes a one-shot request, naming `requested_by`.
+async fn request_as(
+    user: &Client,
+    ns: &TestNs,
+    rollout: &str,
+    verb: &str,
+    requested_by: Option<&str>,
+) -> Result<(), kube::Error> {
+    let mut annotations = json!({"payplane.io/request": verb});
+    if let Some(by) = requested_by {
+        annotations["payplane.io/requested-by"] = json!(by);
+    }
+    Api::<Rollout>::namespaced(user.clone(), &ns.name)
+        .patch(
+            rollout,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": annotations}})),
+        )
+        .await
+        .map(|_| ())
+}
+
 async fn approve_as(
     user: &Client,
     ns: &TestNs,
@@ -1525,9 +1547,20 @@ async fn an_approval_by_the_release_author_is_refused_and_one_by_another_person_
     );
     assert_eq!(pod_versions(&ns, "acct", true).await, ["v3"]);
 
+    // A request names its requester, truthfully: alice may not ask in bob's name, nor without one.
+    assert_denied_by_policy(
+        request_as(&alice, &ns, "acct", "undo", None).await,
+        "a request without requested-by",
+    );
+    assert_denied_by_policy(
+        request_as(&alice, &ns, "acct", "undo", Some("bob")).await,
+        "alice asking in bob's name",
+    );
     // `undo` rewrites the template: the controller does it in its own name, which the admission
     // policy admits (the canary's template change from v2 to v3 above went through it too).
-    request(&ns, "acct", "undo").await;
+    request_as(&bob, &ns, "acct", "undo", Some("bob"))
+        .await
+        .expect("bob asks for the undo");
     wait_status(
         &ns,
         "acct",
@@ -1537,6 +1570,13 @@ async fn an_approval_by_the_release_author_is_refused_and_one_by_another_person_
     )
     .await;
     assert_eq!(current_hash(&ns, "acct").await, v2);
+    let undone: Vec<String> = trail(&ns, "acct")
+        .await
+        .into_iter()
+        .filter(|e| e.spec.kind == EventKind::Undone)
+        .map(|e| e.spec.actor)
+        .collect();
+    assert_eq!(undone, ["bob"], "the audit trail names who asked for the undo");
     let me = Api::<k8s_openapi::api::authentication::v1::SelfSubjectReview>::all(client.clone())
         .create(&PostParams::default(), &Default::default())
         .await

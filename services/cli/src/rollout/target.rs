@@ -11,7 +11,7 @@ use kube::{
     api::{ListParams, Patch, PatchParams, PostParams},
 };
 use payplane_rollout_controller::{
-    crd::{REQUEST_ANNOTATION, REVISION_HASH_ANNOTATION, ROLLOUT_LABEL, Rollout},
+    crd::{REQUEST_ANNOTATION, REQUESTED_BY_ANNOTATION, REVISION_HASH_ANNOTATION, ROLLOUT_LABEL, Rollout},
     reconcile::canary_name,
 };
 
@@ -184,11 +184,13 @@ impl Target {
             .map_err(|e| self.explain(e, "patch", ROLLOUTS))
     }
 
-    /// Writes a one-shot request for the controller.
+    /// Writes a one-shot request for the controller, in the caller's name (the audit trail's
+    /// actor; the governance policy checks that it is theirs).
     pub async fn request(&self, name: &str, value: &str) -> Result<Rollout> {
+        let (me, _) = self.whoami().await?;
         self.patch_rollout(
             name,
-            serde_json::json!({"metadata": {"annotations": {REQUEST_ANNOTATION: value}}}),
+            serde_json::json!({"metadata": {"annotations": {REQUEST_ANNOTATION: value, REQUESTED_BY_ANNOTATION: me}}}),
         )
         .await
     }
