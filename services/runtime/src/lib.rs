@@ -59,6 +59,7 @@ pub mod fault;
 pub mod grpc_tracing;
 pub mod metrics;
 mod observe;
+pub mod retry;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;
