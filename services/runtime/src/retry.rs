@@ -7,8 +7,9 @@
 //! connection's task when that task ended) or h2 fails it with INTERNAL (a GOAWAY naming a last
 //! stream below the call's). Neither call reached the server's application, whatever its
 //! method, so the channel sends it again on another connection, as gRPC's own transparent retry
-//! does (gRFC A6). Failures after which the server may have run the call (a connection cut
-//! mid-call, a reset stream, a deadline) are left to the caller: see [`is_transport_failure`].
+//! does (gRFC A6). So does a call that found no connection to go on (a connect error). Failures
+//! after which the server may have run the call (a connection cut mid-call, a reset stream, a
+//! deadline) are left to the caller: see [`is_transport_failure`].
 
 use std::{
     error::Error as StdError,
@@ -32,6 +33,8 @@ const MAX_REPLAYABLE_BODY: usize = 64 * 1024;
 
 /// True if `error` (a channel's error or anything in its source chain) proves that the request
 /// never reached the server's application, so that sending it again cannot run it twice:
+/// - tonic's connect error: no connection to send it on (e.g. an address that stopped
+///   listening but is still resolved);
 /// - hyper's "operation was canceled": the request was still in the queue of a connection whose
 ///   task had ended (or the connection was not ready), so it was never written;
 /// - an h2 GOAWAY received with NO_ERROR, as the stream's own error: h2 gives it to the streams
@@ -42,6 +45,9 @@ const MAX_REPLAYABLE_BODY: usize = 64 * 1024;
 pub fn never_processed(error: &(dyn StdError + 'static)) -> bool {
     let mut source = Some(error);
     while let Some(e) = source {
+        if e.is::<tonic::ConnectError>() {
+            return true;
+        }
         if let Some(hyper) = e.downcast_ref::<hyper::Error>()
             && hyper.is_canceled()
         {
@@ -252,6 +258,8 @@ mod tests {
         let status = Status::unavailable("no healthy address");
         assert!(!never_processed(&status));
         assert!(!never_processed(&tonic::TimeoutExpired(())));
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        assert!(never_processed(&tonic::ConnectError(Box::new(refused))));
     }
 
     #[test]

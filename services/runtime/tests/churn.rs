@@ -74,13 +74,19 @@ async fn load(channel: &BalancedChannel, callers: usize, sleep_ms: u64, run: Dur
     }
 }
 
-async fn servers(prefix: &str, n: u8, max_connection_age: Duration) -> Vec<TestServer> {
+async fn servers(
+    prefix: &str,
+    n: u8,
+    max_connection_age: Duration,
+    shutdown_delay: Duration,
+) -> Vec<TestServer> {
     let mut servers = Vec::new();
     for i in 1..=n {
         let name = format!("{prefix}{i}");
         servers.push(
             common::start(&name, [127, 0, 0, i], |args| {
                 args.max_connection_age = max_connection_age;
+                args.shutdown_delay = shutdown_delay;
             })
             .await,
         );
@@ -93,7 +99,7 @@ async fn servers(prefix: &str, n: u8, max_connection_age: Duration) -> Vec<TestS
 /// stream the server had not taken).
 #[tokio::test(flavor = "multi_thread")]
 async fn calls_racing_the_servers_goaway_at_max_connection_age_do_not_fail() {
-    let servers = servers("age", 2, Duration::from_millis(300)).await;
+    let servers = servers("age", 2, Duration::from_millis(300), Duration::ZERO).await;
     let resolver = StaticResolver::new(servers.iter().map(|s| s.grpc));
     let channel = balance::channel_with_resolver(resolver, &ClientArgs::default(), None).expect("channel");
 
@@ -118,7 +124,7 @@ async fn calls_racing_the_servers_goaway_at_max_connection_age_do_not_fail() {
 #[tokio::test(flavor = "multi_thread")]
 async fn calls_in_flight_on_an_address_removed_from_the_balancer_finish() {
     // Long-lived connections: only removal closes them.
-    let servers = servers("gone", 3, Duration::from_secs(600)).await;
+    let servers = servers("gone", 3, Duration::from_secs(600), Duration::ZERO).await;
     let addrs: Vec<SocketAddr> = servers.iter().map(|s| s.grpc).collect();
     let resolver = StaticResolver::new(addrs.clone());
     let args = ClientArgs {
@@ -165,4 +171,86 @@ async fn calls_in_flight_on_an_address_removed_from_the_balancer_finish() {
     for server in servers {
         server.stop().await.expect("clean shutdown");
     }
+}
+
+/// A rolling release without health checking: every 600 ms a new server joins the resolved set
+/// and the oldest leaves it and is told to stop after `shutdown_delay`, then closes its
+/// connections (GOAWAY) and its listener; every server also closes connections at a 1 s
+/// maximum age. Re-resolution every 100 ms.
+async fn rolling_release(shutdown_delay: Duration) -> Outcome {
+    let age = Duration::from_secs(1);
+    let mut live = servers("rel", 2, age, shutdown_delay).await;
+    let resolver = StaticResolver::new(live.iter().map(|s| s.grpc));
+    let args = ClientArgs {
+        client_resolve_interval: Duration::from_millis(100),
+        ..ClientArgs::default()
+    };
+    let channel = balance::channel_with_resolver(resolver.clone(), &args, None).expect("channel");
+
+    let release = tokio::spawn(async move {
+        let mut stopping = Vec::new();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        for generation in 0..6u8 {
+            let next = common::start(
+                &format!("rel-new{generation}"),
+                [127, 0, 1, generation + 1],
+                |args| {
+                    args.max_connection_age = age;
+                    args.shutdown_delay = shutdown_delay;
+                },
+            )
+            .await;
+            live.push(next);
+            let old = live.remove(0);
+            resolver.set(live.iter().map(|s| s.grpc));
+            stopping.push(tokio::spawn(old.stop()));
+            tokio::time::sleep(Duration::from_millis(600)).await;
+        }
+        for stopped in stopping {
+            stopped.await.expect("task").expect("clean shutdown");
+        }
+        live
+    });
+    let outcome = load(&channel, 16, 2, Duration::from_secs(5)).await;
+    let live = release.await.expect("release");
+    for server in live {
+        server.stop().await.expect("clean shutdown");
+    }
+    assert!(outcome.calls > 2000, "too little load: {} calls", outcome.calls);
+    outcome
+}
+
+/// As the charts run one: the shutdown delay (there 40 s, against 5 s re-resolution and 30 s
+/// of DNS caching) outlasts re-resolution, so a stopping server is out of the balancer before
+/// it closes anything. Without the transparent retry 7 and 16 of about 17,000 calls failed
+/// (CANCELLED, racing a GOAWAY).
+#[tokio::test(flavor = "multi_thread")]
+async fn calls_during_a_rolling_release_do_not_fail() {
+    let outcome = rolling_release(Duration::from_millis(300)).await;
+    assert_eq!(
+        outcome.failed(),
+        0,
+        "{} of {} calls failed: {:#?}",
+        outcome.failed(),
+        outcome.calls,
+        outcome.failures
+    );
+}
+
+/// With no shutdown delay (a misconfiguration, or a crashed pod) a stopped server's address
+/// stays resolved for up to 100 ms, and connecting to it is refused: those calls never left the
+/// client, and are sent again, mostly to another address. The balancer picks at random, so a
+/// call can land on the dead address on every attempt: fewer fail, not none (the cure is the
+/// shutdown delay, or health checking). Without the retry 266 and 309 of about 17,500 calls
+/// failed (UNAVAILABLE); with it 0 to 4.
+#[tokio::test(flavor = "multi_thread")]
+async fn calls_picking_a_stopped_server_still_resolved_mostly_go_to_another() {
+    let outcome = rolling_release(Duration::ZERO).await;
+    assert!(
+        outcome.failed() * 1000 <= outcome.calls,
+        "{} of {} calls failed (more than 1 in 1,000): {:#?}",
+        outcome.failed(),
+        outcome.calls,
+        outcome.failures
+    );
 }
