@@ -250,7 +250,10 @@ pub fn channel_with_resolver<R: Resolve>(
         None
     };
     let gate = HealthGate {
-        inner: Replayable::new(Retry::new(TransparentRetry::default(), channel)),
+        inner: Replayable::new(
+            Retry::new(TransparentRetry::default(), channel),
+            args.client_default_deadline,
+        ),
         availability,
         target,
         default_deadline: args.client_default_deadline,
@@ -800,7 +803,7 @@ impl Service<http::Request<Body>> for HealthGate {
 }
 
 /// The call's `grpc-timeout`, capped at the default deadline.
-fn call_deadline(headers: &http::HeaderMap, default: Duration) -> Duration {
+pub(crate) fn call_deadline(headers: &http::HeaderMap, default: Duration) -> Duration {
     headers
         .get("grpc-timeout")
         .and_then(|v| v.to_str().ok())

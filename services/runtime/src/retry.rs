@@ -15,6 +15,7 @@ use std::{
     error::Error as StdError,
     future::Ready,
     task::{Context, Poll},
+    time::{Duration, Instant},
 };
 
 use bytes::{Bytes, BytesMut};
@@ -22,6 +23,8 @@ use futures::{FutureExt, StreamExt, stream};
 use http_body_util::{BodyExt, BodyStream, Full, StreamBody};
 use tonic::{Code, Status, body::Body};
 use tower::{Service, retry::Policy};
+
+use crate::balance::call_deadline;
 
 /// How many times the channel sends a call again after a failure that proves the server never
 /// saw it (each attempt goes to whichever connection the balancer picks then).
@@ -93,13 +96,18 @@ pub fn is_transport_failure(status: &Status) -> bool {
     }
 }
 
-/// The request's body, kept in its extensions when it could be read whole up front.
+/// Kept in a request's extensions when its body could be read whole up front: the body, and
+/// when the call's deadline passes (no attempt starts after it).
 #[derive(Clone, Debug)]
-struct ReplayBody(Bytes);
+struct Replay {
+    body: Bytes,
+    deadline: Instant,
+}
 
 /// [`tower::retry::Policy`] of the channel: sends a call again, at once, up to
-/// [`TRANSPARENT_RETRIES`] times, when [`never_processed`] says its failure proves that the
-/// server never saw it, and its body was kept by [`Replayable`].
+/// [`TRANSPARENT_RETRIES`] times and within the call's deadline (the next attempt's
+/// `grpc-timeout` is what is left of it), when [`never_processed`] says its failure proves that
+/// the server never saw it, and its body was kept by [`Replayable`].
 #[derive(Clone, Debug)]
 pub struct TransparentRetry {
     left: usize,
@@ -126,6 +134,13 @@ where
         if self.left == 0 || !never_processed(error) {
             return None;
         }
+        let left = request
+            .extensions()
+            .get::<Replay>()?
+            .deadline
+            .checked_duration_since(Instant::now())
+            .filter(|left| !left.is_zero())?;
+        request.headers_mut().insert("grpc-timeout", grpc_timeout(left));
         self.left -= 1;
         tracing::debug!(path = request.uri().path(), %error, left = self.left,
             "call never reached the server; sending it again");
@@ -133,7 +148,7 @@ where
     }
 
     fn clone_request(&mut self, request: &http::Request<Body>) -> Option<http::Request<Body>> {
-        let body = request.extensions().get::<ReplayBody>()?.0.clone();
+        let body = request.extensions().get::<Replay>()?.body.clone();
         let mut copy = http::Request::new(Body::new(Full::new(body)));
         *copy.method_mut() = request.method().clone();
         *copy.uri_mut() = request.uri().clone();
@@ -144,18 +159,29 @@ where
     }
 }
 
+/// `grpc-timeout` for `left` (in milliseconds, at least 1, at most 8 digits).
+fn grpc_timeout(left: Duration) -> http::HeaderValue {
+    let ms = left.as_millis().clamp(1, 99_999_999);
+    http::HeaderValue::from_str(&format!("{ms}m")).expect("digits and a letter")
+}
+
 /// Reads as much of each request's body as is ready at once; when that is all of it (a unary
-/// call's message), keeps the bytes in the request's extensions so that [`TransparentRetry`]
-/// can send the call again. Otherwise (a stream still being written) sends what was read and
-/// the rest as they come, and the call is not retried.
+/// call's message), keeps the bytes in the request's extensions, with the call's deadline
+/// (its `grpc-timeout`, at most `default_deadline`), so that [`TransparentRetry`] can send the
+/// call again. Otherwise (a stream still being written) sends what was read and the rest as
+/// they come, and the call is not retried.
 #[derive(Clone, Debug)]
 pub struct Replayable<S> {
     inner: S,
+    default_deadline: Duration,
 }
 
 impl<S> Replayable<S> {
-    pub fn new(inner: S) -> Self {
-        Self { inner }
+    pub fn new(inner: S, default_deadline: Duration) -> Self {
+        Self {
+            inner,
+            default_deadline,
+        }
     }
 }
 
@@ -175,7 +201,11 @@ where
         let (mut parts, body) = request.into_parts();
         let body = match read_ready(body) {
             Read::Whole(bytes) => {
-                parts.extensions.insert(ReplayBody(bytes.clone()));
+                let deadline = Instant::now() + call_deadline(&parts.headers, self.default_deadline);
+                parts.extensions.insert(Replay {
+                    body: bytes.clone(),
+                    deadline,
+                });
                 Body::new(Full::new(bytes))
             }
             Read::Partly { read, rest } => {
@@ -315,9 +345,10 @@ mod tests {
 
     #[test]
     fn a_kept_body_makes_an_identical_copy_and_only_then() {
-        let mut channel = Replayable::new(tower::service_fn(|r: http::Request<Body>| async move {
-            Ok::<_, std::convert::Infallible>(r)
-        }));
+        let mut channel = Replayable::new(
+            tower::service_fn(|r: http::Request<Body>| async move { Ok::<_, std::convert::Infallible>(r) }),
+            Duration::from_secs(10),
+        );
         let request = http::Request::post("http://a/payplane.test.v1.EchoService/Echo")
             .header("grpc-timeout", "1S")
             .body(Body::new(Full::new(Bytes::from_static(b"\0\0\0\0\x01x"))))
@@ -332,5 +363,70 @@ mod tests {
 
         let plain = http::Request::new(Body::empty());
         assert!(clone_request(&plain).is_none());
+    }
+
+    fn sent(grpc_timeout: &str) -> http::Request<Body> {
+        let mut channel = Replayable::new(
+            tower::service_fn(|r: http::Request<Body>| async move { Ok::<_, std::convert::Infallible>(r) }),
+            Duration::from_secs(10),
+        );
+        let request = http::Request::post("http://a/payplane.test.v1.EchoService/Echo")
+            .header("grpc-timeout", grpc_timeout)
+            .body(Body::new(Full::new(Bytes::from_static(b"\0\0\0\0\x01x"))))
+            .unwrap();
+        channel.call(request).now_or_never().unwrap().unwrap()
+    }
+
+    fn refused() -> Result<(), tonic::ConnectError> {
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        Err(tonic::ConnectError(Box::new(refused)))
+    }
+
+    #[test]
+    fn the_policy_retries_at_most_three_times_within_the_deadline() {
+        let mut request = sent("5S");
+        let mut policy = TransparentRetry::default();
+        for _ in 0..TRANSPARENT_RETRIES {
+            assert!(policy.retry(&mut request, &mut refused()).is_some());
+        }
+        assert!(
+            policy.retry(&mut request, &mut refused()).is_none(),
+            "three at most"
+        );
+        // The next attempt gets what is left of the deadline.
+        let left: u64 = request.headers()["grpc-timeout"]
+            .to_str()
+            .unwrap()
+            .strip_suffix('m')
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((4000..=5000).contains(&left), "{left} ms left");
+
+        let mut ok: Result<(), tonic::ConnectError> = Ok(());
+        assert!(TransparentRetry::default().retry(&mut request, &mut ok).is_none());
+        // A failure after which the server may have run the call is not retried here.
+        let mut cut: Result<(), std::io::Error> = Err(std::io::ErrorKind::BrokenPipe.into());
+        assert!(
+            TransparentRetry::default()
+                .retry(&mut request, &mut cut)
+                .is_none()
+        );
+
+        let mut late = sent("1m");
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(
+            TransparentRetry::default()
+                .retry(&mut late, &mut refused())
+                .is_none(),
+            "past its deadline"
+        );
+        let mut streaming = http::Request::new(Body::empty());
+        assert!(
+            TransparentRetry::default()
+                .retry(&mut streaming, &mut refused())
+                .is_none(),
+            "no kept body"
+        );
     }
 }
