@@ -71,8 +71,9 @@ pub struct LoadPlan {
     pub settle_timeout: Duration,
     /// Seed of the payment generator (random when absent).
     pub seed: Option<u64>,
-    /// How many times a CreatePayment that failed in the transport is sent again (same
-    /// idempotency key, same body) before it counts as failed; 0: never. See [`Shared::create`].
+    /// How many times a CreatePayment that failed in the transport
+    /// ([`payplane_runtime::retry::is_transport_failure`]) is sent again, with the same
+    /// idempotency key and body and a backoff, before it counts as failed; 0: never.
     pub retries: u32,
 }
 
