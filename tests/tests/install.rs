@@ -229,10 +229,11 @@ fn install_test_upgrade_under_load_and_uninstall() {
     // 4. The load ends: zero failed payments across the upgrade.
     let summary = load_pod_result(ns, "e2e-load", Duration::from_secs(LOAD_SECONDS + 120)).unwrap();
     println!(
-        "FIGURE upgrade under load: sent {} ok {} errors {} in {:.0} s, {:.1} payments/s, p50 {:.1} ms p99 {:.1} ms, final {}",
+        "FIGURE upgrade under load: sent {} ok {} errors {} retries {} in {:.0} s, {:.1} payments/s, p50 {:.1} ms p99 {:.1} ms, final {}",
         summary["sent"],
         summary["ok"],
         summary["errors"],
+        summary["retries"],
         summary["elapsed_seconds"].as_f64().unwrap_or(0.0),
         summary["throughput_per_second"].as_f64().unwrap_or(0.0),
         summary["latency_ms"]["p50"].as_f64().unwrap_or(0.0),

@@ -376,10 +376,11 @@ fn release_bad(env: &Env, what: &str, load: &str, sets: &[&str]) -> Rollback {
         .load_result(load, Duration::from_secs(BAD_LOAD_SECONDS + 120))
         .unwrap_or_else(|e| panic!("{what}: {e:#}"));
     println!(
-        "FIGURE rollback: {what}: payments meanwhile: sent {} ok {} errors {} at {:.1}/s, p99 {:.0} ms, final {}",
+        "FIGURE rollback: {what}: payments meanwhile: sent {} ok {} errors {} retries {} at {:.1}/s, p99 {:.0} ms, final {}",
         payments["sent"],
         payments["ok"],
         payments["errors"],
+        payments["retries"],
         payments["throughput_per_second"].as_f64().unwrap_or(0.0),
         payments["latency_ms"]["p99"].as_f64().unwrap_or(0.0),
         payments["final_states"]
@@ -507,9 +508,10 @@ fn canary_releases_of_accounting_under_payment_load() {
     );
     let good = env.load_result("load-good", Duration::from_secs(400)).unwrap();
     println!(
-        "FIGURE release: payments during the good release: sent {} ok {} at {:.1}/s, p99 {:.0} ms, final {}",
+        "FIGURE release: payments during the good release: sent {} ok {} retries {} at {:.1}/s, p99 {:.0} ms, final {}",
         good["sent"],
         good["ok"],
+        good["retries"],
         good["throughput_per_second"].as_f64().unwrap_or(0.0),
         good["latency_ms"]["p99"].as_f64().unwrap_or(0.0),
         good["final_states"]

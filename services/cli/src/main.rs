@@ -332,6 +332,12 @@ struct LoadArgs {
     #[arg(long)]
     seed: Option<u64>,
 
+    /// Send a CreatePayment that failed in the transport (UNAVAILABLE, or CANCELLED/INTERNAL
+    /// made on the client from a broken connection) again, with the same idempotency key, up
+    /// to this many times before counting it as failed; retries are reported (0: never).
+    #[arg(long, default_value_t = 3)]
+    retries: u32,
+
     /// Print the summary as JSON on stdout (progress still goes to stderr).
     #[arg(long)]
     json: bool,
@@ -391,6 +397,7 @@ impl LoadArgs {
             check_states: self.check_states,
             settle_timeout: self.settle_timeout,
             seed: self.seed,
+            retries: self.retries,
         })
     }
 }
@@ -431,8 +438,12 @@ async fn progress(live: Live, count: Option<u64>, stop: CancellationToken) {
         } else {
             format!("  errors: {}", join_counts(&s.errors))
         };
+        let retries = match s.retry_count() {
+            0 => String::new(),
+            n => format!("  retries: {n}"),
+        };
         let line = format!(
-            "{per_second:.0}/s  p50 {:.1} ms  p99 {:.1} ms  ok {}{errors}",
+            "{per_second:.0}/s  p50 {:.1} ms  p99 {:.1} ms  ok {}{errors}{retries}",
             s.latency_ms(0.5),
             s.latency_ms(0.99),
             s.ok

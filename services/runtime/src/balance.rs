@@ -19,6 +19,10 @@
 //! still says. An address that leaves DNS loses its watcher; a failed or empty lookup keeps
 //! the addresses there are.
 //!
+//! Calls that fail in a way proving the server never saw them (put on a connection in the
+//! moment its server's GOAWAY was arriving, e.g. at the maximum connection age) are sent again
+//! at once on another connection, whatever their method: see [`crate::retry`].
+//!
 //! When no address is healthy (or none was ever resolved), calls fail at once with UNAVAILABLE
 //! naming the target rather than wait. A call made while the channel's first health answers
 //! are still coming in waits for them (within its deadline); a call that got into the balancer
@@ -50,13 +54,14 @@ use tonic::{
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
-use tower::{Layer, Service};
+use tower::{Layer, Service, retry::Retry};
 
 use crate::{
     config::parse_duration,
     error::{Error, Result},
     grpc_tracing::{ClientTrace, ClientTraceLayer},
     observe::code_name,
+    retry::{Replayable, TransparentRetry},
 };
 
 /// A balanced channel with client tracing: hand it to any generated client,
@@ -85,9 +90,10 @@ pub struct ClientArgs {
     /// Watch each upstream address's `grpc.health.v1` status and send calls only to addresses
     /// that report SERVING. Off: every resolved address gets calls until DNS drops it.
     /// Off by default until it has run through the platform's cluster tests: payments during
-    /// releases on the local cloud see a few CANCELLED/INTERNAL calls (about 1 in 2,000) with it
-    /// on and with it off alike, still unexplained (issue 9); it is not to be switched on while
-    /// that is open.
+    /// releases on the local cloud saw a few CANCELLED/INTERNAL calls (about 1 in 2,000) with it
+    /// on and with it off alike (issue 9). Those reproduced locally were calls racing a server's
+    /// GOAWAY, which the channel now sends again (see [`crate::retry`]); it stays off until the
+    /// cluster tests confirm that nothing else is left.
     #[arg(long, env = "CLIENT_HEALTH_CHECK", default_value_t = false, action = ArgAction::Set,
           value_parser = BoolishValueParser::new())]
     pub client_health_check: bool,
@@ -244,7 +250,10 @@ pub fn channel_with_resolver<R: Resolve>(
         None
     };
     let gate = HealthGate {
-        inner: channel,
+        inner: Replayable::new(
+            Retry::new(TransparentRetry::default(), channel),
+            args.client_default_deadline,
+        ),
         availability,
         target,
         default_deadline: args.client_default_deadline,
@@ -734,13 +743,16 @@ fn describe(status: &Status) -> String {
 /// an address by its deadline; with it off, it passes calls straight through.
 #[derive(Clone, Debug)]
 pub struct HealthGate {
-    inner: Channel,
+    inner: Transport,
     availability: Option<watch::Receiver<Availability>>,
     target: Arc<str>,
     default_deadline: Duration,
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// The balancing channel, sending again the calls it can prove the server never saw.
+type Transport = Replayable<Retry<TransparentRetry, Channel>>;
 
 impl Service<http::Request<Body>> for HealthGate {
     type Response = http::Response<Body>;
@@ -791,7 +803,7 @@ impl Service<http::Request<Body>> for HealthGate {
 }
 
 /// The call's `grpc-timeout`, capped at the default deadline.
-fn call_deadline(headers: &http::HeaderMap, default: Duration) -> Duration {
+pub(crate) fn call_deadline(headers: &http::HeaderMap, default: Duration) -> Duration {
     headers
         .get("grpc-timeout")
         .and_then(|v| v.to_str().ok())

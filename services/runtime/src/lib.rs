@@ -1,6 +1,6 @@
 //! The shared runtime of every payplane service: configuration, logs and traces, metrics,
-//! health, reflection, graceful shutdown and per-request balanced client channels, so that no
-//! service repeats them.
+//! health, reflection, graceful shutdown and per-request balanced client channels (which send
+//! again the calls a server provably never saw, see [`retry`]), so that no service repeats them.
 //!
 //! A service wires itself in like this:
 //!
@@ -59,6 +59,7 @@ pub mod fault;
 pub mod grpc_tracing;
 pub mod metrics;
 mod observe;
+pub mod retry;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;

@@ -29,10 +29,12 @@ use futures::StreamExt;
 use payplane_proto::payment::v1::{
     CreatePaymentRequest, GetPaymentRequest, PaymentStatus, payment_service_client::PaymentServiceClient,
 };
-use payplane_runtime::{BalancedChannel, code_name};
+use payplane_runtime::{BalancedChannel, code_name, retry::is_transport_failure};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use tokio::{sync::Semaphore, task::JoinSet, time::Instant};
 use tokio_util::sync::CancellationToken;
+use tower::retry::backoff::{Backoff, ExponentialBackoffMaker, MakeBackoff};
+use tower::util::rng::HasherRng;
 
 pub use self::{
     mix::PaymentMix,
@@ -69,7 +71,15 @@ pub struct LoadPlan {
     pub settle_timeout: Duration,
     /// Seed of the payment generator (random when absent).
     pub seed: Option<u64>,
+    /// How many times a CreatePayment that failed in the transport
+    /// ([`payplane_runtime::retry::is_transport_failure`]) is sent again, with the same
+    /// idempotency key and body and a backoff, before it counts as failed; 0: never.
+    pub retries: u32,
 }
+
+/// Backoff between the attempts of one payment: exponential from the first to the second,
+/// with jitter.
+const RETRY_BACKOFF: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(1));
 
 impl Default for LoadPlan {
     fn default() -> Self {
@@ -83,6 +93,7 @@ impl Default for LoadPlan {
             check_states: 1000,
             settle_timeout: Duration::from_secs(10),
             seed: None,
+            retries: 3,
         }
     }
 }
@@ -137,18 +148,42 @@ struct Shared {
     /// (trace id, payment id) of the first payment answered SUCCEEDED.
     sample: OnceLock<(String, String)>,
     timeout: Duration,
+    retries: u32,
+    backoff: ExponentialBackoffMaker,
 }
 
 impl Shared {
+    /// Sends one payment; after a failure in the transport (see [`is_transport_failure`]: the
+    /// connection or stream broke, or no gateway could take the call), sends it again after a
+    /// backoff, up to `retries` times, and records the failure only when they are used up.
+    ///
+    /// Sending it again is safe because it is the same request: CreatePayment is idempotent by
+    /// idempotency key, so if an earlier attempt reached the gateway (its answer lost on the
+    /// way back), the gateway answers with that payment (`replayed`) instead of making another.
+    /// UNAVAILABLE is retried wherever it comes from (gRPC's code for "transient, retry with
+    /// backoff"); the gateway's other answers (business errors, its own INTERNAL) and deadlines
+    /// are not, so that they show up as they are. Retries are counted in the summary.
     async fn create(
         &self,
         mut client: PaymentServiceClient<BalancedChannel>,
         req: CreatePaymentRequest,
         since: Instant,
     ) {
-        let mut request = tonic::Request::new(req);
-        request.set_timeout(self.timeout);
-        let result = client.create_payment(request).await;
+        let mut backoff = self.backoff.clone().make_backoff();
+        let mut retries_left = self.retries;
+        let result = loop {
+            let mut request = tonic::Request::new(req.clone());
+            request.set_timeout(self.timeout);
+            match client.create_payment(request).await {
+                Err(status) if retries_left > 0 && is_transport_failure(&status) => {
+                    retries_left -= 1;
+                    self.live.stats().record_retry(code_name(status.code()));
+                    backoff.next_backoff().await;
+                }
+                result => break result,
+            }
+        };
+        let retried = retries_left < self.retries;
         let latency = since.elapsed();
         match result {
             Ok(response) => {
@@ -157,9 +192,12 @@ impl Shared {
                     .get("x-trace-id")
                     .and_then(|v| v.to_str().ok())
                     .map(str::to_owned);
-                let payment = response.into_inner().payment.unwrap_or_default();
+                let answer = response.into_inner();
+                let payment = answer.payment.unwrap_or_default();
                 let status = status_name(payment.status);
-                self.live.stats().record_ok(latency, status);
+                self.live
+                    .stats()
+                    .record_ok(latency, status, retried, answer.replayed);
                 if status == "SUCCEEDED" {
                     let trace = trace_id.unwrap_or_else(|| payment.trace_id.clone());
                     if !trace.is_empty() {
@@ -207,6 +245,9 @@ pub async fn run(
         }),
         sample: OnceLock::new(),
         timeout: plan.timeout,
+        retries: plan.retries,
+        backoff: ExponentialBackoffMaker::new(RETRY_BACKOFF.0, RETRY_BACKOFF.1, 0.5, HasherRng::default())
+            .expect("a valid backoff"),
     });
     let start = Instant::now();
     let deadline = plan.duration.map(|d| start + d);
@@ -294,6 +335,9 @@ pub async fn run(
         completed: stats.completed,
         ok: stats.ok,
         errors: stats.errors.clone(),
+        retries: stats.retries.clone(),
+        answered_after_retry: stats.answered_after_retry,
+        replayed: stats.replayed,
         throughput_per_second: stats.completed as f64 / elapsed.as_secs_f64().max(1e-9),
         latency_ms: stats.latency_summary(),
         response_statuses: stats.statuses.clone(),

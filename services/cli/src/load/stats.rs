@@ -15,8 +15,16 @@ pub struct Stats {
     pub completed: u64,
     /// Calls answered with OK.
     pub ok: u64,
-    /// Failed calls by gRPC code name (`UNAVAILABLE`, `DEADLINE_EXCEEDED`, ...).
+    /// Failed calls by gRPC code name (`UNAVAILABLE`, `DEADLINE_EXCEEDED`, ...), counted once
+    /// their retries are used up.
     pub errors: BTreeMap<String, u64>,
+    /// Attempts sent again after a transport failure, by the failure's code name.
+    pub retries: BTreeMap<String, u64>,
+    /// Calls answered OK after at least one retry.
+    pub answered_after_retry: u64,
+    /// OK answers the gateway marked `replayed`: the key was known (an earlier attempt of the
+    /// same call had reached it).
+    pub replayed: u64,
     /// Payment status in the CreatePayment answers (`SUCCEEDED`, `FAILED`, `PENDING`).
     pub statuses: BTreeMap<String, u64>,
     pub latency: Histogram<u64>,
@@ -28,6 +36,9 @@ impl Default for Stats {
             completed: 0,
             ok: 0,
             errors: BTreeMap::new(),
+            retries: BTreeMap::new(),
+            answered_after_retry: 0,
+            replayed: 0,
             statuses: BTreeMap::new(),
             latency: Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).expect("valid histogram bounds"),
         }
@@ -35,9 +46,12 @@ impl Default for Stats {
 }
 
 impl Stats {
-    pub fn record_ok(&mut self, latency: Duration, status: &str) {
+    /// An OK answer; `retried` if it came after a retry, `replayed` if the gateway said so.
+    pub fn record_ok(&mut self, latency: Duration, status: &str, retried: bool, replayed: bool) {
         self.completed += 1;
         self.ok += 1;
+        self.answered_after_retry += u64::from(retried);
+        self.replayed += u64::from(replayed);
         *self.statuses.entry(status.to_owned()).or_default() += 1;
         self.record_latency(latency);
     }
@@ -46,6 +60,15 @@ impl Stats {
         self.completed += 1;
         *self.errors.entry(code.to_owned()).or_default() += 1;
         self.record_latency(latency);
+    }
+
+    /// An attempt that failed with `code` and is being sent again.
+    pub fn record_retry(&mut self, code: &str) {
+        *self.retries.entry(code.to_owned()).or_default() += 1;
+    }
+
+    pub fn retry_count(&self) -> u64 {
+        self.retries.values().sum()
     }
 
     fn record_latency(&mut self, latency: Duration) {
@@ -121,7 +144,14 @@ pub struct Summary {
     pub sent: u64,
     pub completed: u64,
     pub ok: u64,
+    /// Failed calls (after their retries) by gRPC code.
     pub errors: BTreeMap<String, u64>,
+    /// Attempts sent again after a transport failure, by the failure's gRPC code.
+    pub retries: BTreeMap<String, u64>,
+    /// Calls answered OK after at least one retry.
+    pub answered_after_retry: u64,
+    /// OK answers the gateway marked replayed (the key was known to it).
+    pub replayed: u64,
     /// Completed calls per second over the run.
     pub throughput_per_second: f64,
     pub latency_ms: LatencySummary,
@@ -161,6 +191,15 @@ impl Summary {
         if !self.errors.is_empty() {
             out += &format!("  errors     {}\n", join_counts(&self.errors));
         }
+        if !self.retries.is_empty() || self.replayed > 0 {
+            out += &format!(
+                "  retries    {}  ({})   answered after a retry {}   replayed by the gateway {}\n",
+                self.retries.values().sum::<u64>(),
+                join_counts(&self.retries),
+                self.answered_after_retry,
+                self.replayed
+            );
+        }
         out += &format!("  answered   {}\n", join_counts(&self.response_statuses));
         if let Some(f) = &self.final_states {
             out += &format!(
@@ -197,7 +236,7 @@ mod tests {
     fn percentiles_of_known_latencies() {
         let mut s = Stats::default();
         for ms in 1..=1000u64 {
-            s.record_ok(Duration::from_millis(ms), "SUCCEEDED");
+            s.record_ok(Duration::from_millis(ms), "SUCCEEDED", false, false);
         }
         s.record_error(Duration::from_secs(2), "UNAVAILABLE");
         s.record_error(Duration::from_secs(2), "UNAVAILABLE");
@@ -220,9 +259,13 @@ mod tests {
     #[test]
     fn summary_renders_every_figure_and_serialises() {
         let mut s = Stats::default();
-        s.record_ok(Duration::from_millis(4), "SUCCEEDED");
-        s.record_ok(Duration::from_millis(8), "FAILED");
+        s.record_ok(Duration::from_millis(4), "SUCCEEDED", false, false);
+        s.record_retry("CANCELLED");
+        s.record_retry("CANCELLED");
+        s.record_retry("UNAVAILABLE");
+        s.record_ok(Duration::from_millis(8), "FAILED", true, true);
         s.record_error(Duration::from_millis(1), "UNAVAILABLE");
+        assert_eq!(s.retry_count(), 3);
         let summary = Summary {
             gateway: "http://127.0.0.1:50051".into(),
             mode: "rate",
@@ -233,6 +276,9 @@ mod tests {
             completed: s.completed,
             ok: s.ok,
             errors: s.errors.clone(),
+            retries: s.retries.clone(),
+            answered_after_retry: s.answered_after_retry,
+            replayed: s.replayed,
             throughput_per_second: 100.0,
             latency_ms: s.latency_summary(),
             response_statuses: s.statuses.clone(),
@@ -249,6 +295,12 @@ mod tests {
         assert!(text.contains("3 payments to http://127.0.0.1:50051"), "{text}");
         assert!(text.contains("ok 2   errors 1"), "{text}");
         assert!(text.contains("errors     UNAVAILABLE 1"), "{text}");
+        assert!(
+            text.contains(
+                "retries    3  (CANCELLED 2  UNAVAILABLE 1)   answered after a retry 1   replayed by the gateway 1"
+            ),
+            "{text}"
+        );
         assert!(text.contains("answered   FAILED 1  SUCCEEDED 1"), "{text}");
         assert!(
             text.contains("SUCCEEDED 1  FAILED 1  PENDING 0  (GetPayment on 2"),
@@ -256,6 +308,8 @@ mod tests {
         );
         let json: serde_json::Value = serde_json::to_value(&summary).unwrap();
         assert_eq!(json["errors"]["UNAVAILABLE"], 1);
+        assert_eq!(json["retries"]["CANCELLED"], 2);
+        assert_eq!(json["answered_after_retry"], 1);
         assert_eq!(json["final_states"]["succeeded"], 1);
         assert!((json["latency_ms"]["max"].as_f64().unwrap() - 8.0).abs() < 0.01);
     }
