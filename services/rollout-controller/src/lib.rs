@@ -8,6 +8,7 @@
 pub mod analysis;
 pub mod app;
 pub mod audit;
+pub mod cache;
 pub mod cdevents;
 pub mod crd;
 pub mod delivery;

@@ -93,6 +93,9 @@ pub struct Context {
     /// This controller's own user name, as the apiserver authenticates it (SelfSubjectReview):
     /// it stamps `payplane.io/released-by` on the template changes it makes itself.
     identity: tokio::sync::OnceCell<String>,
+    /// Watch-fed caches of templates, FreezePolicies and namespaces, once `run` started them
+    /// (before that, and for callers that do not run the controller, reads go to the apiserver).
+    caches: std::sync::OnceLock<crate::cache::Caches>,
 }
 
 impl Context {
@@ -118,6 +121,7 @@ impl Context {
             metrics,
             cdevents,
             identity: tokio::sync::OnceCell::new(),
+            caches: std::sync::OnceLock::new(),
         }
     }
 
@@ -148,6 +152,17 @@ pub async fn run(
     rollout_selector: Option<String>,
     stop: CancellationToken,
 ) {
+    let (caches, feed) = crate::cache::Caches::start(&ctx.client, namespace.as_deref());
+    let feeding = tokio::spawn(feed);
+    if caches.ready(Duration::from_secs(30)).await {
+        let _ = ctx.caches.set(caches);
+    } else {
+        tracing::warn!(
+            "the caches of AnalysisTemplates, FreezePolicies and namespaces did not fill in 30 s \
+             (CRDs installed? RBAC to list and watch them?): reading them from the apiserver instead"
+        );
+        feeding.abort();
+    }
     let policies = run_freeze_policies(ctx.clone(), policy_selector, stop.clone());
     let client = ctx.client.clone();
     let (rollouts, deployments) = match &namespace {
@@ -189,6 +204,7 @@ pub async fn run(
             }
         });
     futures::join!(rollouts, policies);
+    feeding.abort();
 }
 
 /// Keeps each FreezePolicy's `Valid` condition: the problems of its windows, by field.
@@ -334,10 +350,16 @@ async fn publish(ctx: &Context, rollout: &Rollout, type_: EventType, reason: &st
 }
 
 async fn templates(ctx: &Context, ns: &str) -> Result<BTreeMap<String, AnalysisTemplateSpec>, Error> {
-    let list = Api::<AnalysisTemplate>::namespaced(ctx.client.clone(), ns)
-        .list(&ListParams::default())
-        .await?;
-    Ok(list.items.into_iter().map(|t| (t.name_any(), t.spec)).collect())
+    let items = match ctx.caches.get() {
+        Some(c) => c.templates(ns),
+        None => {
+            Api::<AnalysisTemplate>::namespaced(ctx.client.clone(), ns)
+                .list(&ListParams::default())
+                .await?
+                .items
+        }
+    };
+    Ok(items.into_iter().map(|t| (t.name_any(), t.spec)).collect())
 }
 
 /// Writes the status: SSA, forced (this controller is the only writer of status), with the
@@ -412,9 +434,11 @@ async fn apply(rollout: Arc<Rollout>, ctx: &Context) -> Result<Action, Error> {
         }
     };
     if let Some(Request::Undo(revision)) = &request {
-        let enforced = Api::<Namespace>::all(ctx.client.clone())
-            .get(&ns)
-            .await?
+        let namespace = match ctx.caches.get().and_then(|c| c.namespace(&ns)) {
+            Some(n) => n,
+            None => Api::<Namespace>::all(ctx.client.clone()).get(&ns).await?,
+        };
+        let enforced = namespace
             .labels()
             .get(GOVERNANCE_LABEL)
             .is_some_and(|v| v == GOVERNANCE_ENFORCED);
@@ -731,17 +755,23 @@ async fn governance(
     ns: &str,
     now: chrono::DateTime<Utc>,
 ) -> Result<Governance, Error> {
-    let namespace = Api::<Namespace>::all(ctx.client.clone()).get(ns).await?;
+    let namespace = match ctx.caches.get().and_then(|c| c.namespace(ns)) {
+        Some(n) => n,
+        None => Api::<Namespace>::all(ctx.client.clone()).get(ns).await?,
+    };
     let labels = namespace.labels();
     let identity_enforced = labels.get(GOVERNANCE_LABEL).map(String::as_str) == Some(GOVERNANCE_ENFORCED);
-    let policies = match Api::<FreezePolicy>::all(ctx.client.clone())
-        .list(&ListParams::default())
-        .await
-    {
-        Ok(list) => list.items,
-        // The FreezePolicy CRD is not installed: no policies.
-        Err(kube::Error::Api(s)) if s.code == 404 => Vec::new(),
-        Err(e) => return Err(e.into()),
+    let policies = match ctx.caches.get() {
+        Some(c) => c.policies(),
+        None => match Api::<FreezePolicy>::all(ctx.client.clone())
+            .list(&ListParams::default())
+            .await
+        {
+            Ok(list) => list.items,
+            // The FreezePolicy CRD is not installed: no policies.
+            Err(kube::Error::Api(s)) if s.code == 404 => Vec::new(),
+            Err(e) => return Err(e.into()),
+        },
     };
     let (freeze, next_freeze) = freeze_state(&rollout.spec, &policies, labels, now);
     let annotations = rollout.annotations();
