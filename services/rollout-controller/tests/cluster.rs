@@ -1988,6 +1988,8 @@ fn cpu_burner(name: &str, version: &str, replicas: i32) -> Deployment {
 }
 
 /// Deletes the namespace even when the test panics: CPU burners must not outlive a failed run.
+/// The Rollouts' finalizer is dropped first (after a panic no controller is left to remove it,
+/// and the namespace would stay Terminating).
 struct DeleteOnDrop(Client, String);
 
 impl Drop for DeleteOnDrop {
@@ -1999,6 +2001,15 @@ impl Drop for DeleteOnDrop {
                 .build()
                 .unwrap()
                 .block_on(async {
+                    let rollouts: Api<Rollout> = Api::namespaced(client.clone(), &name);
+                    if let Ok(list) = rollouts.list(&ListParams::default()).await {
+                        for r in list.items {
+                            let patch = json!({"metadata": {"finalizers": null}});
+                            let _ = rollouts
+                                .patch(&r.name_any(), &PatchParams::default(), &Patch::Merge(patch))
+                                .await;
+                        }
+                    }
                     let _ = Api::<Namespace>::all(client)
                         .delete(&name, &DeleteParams::background())
                         .await;
