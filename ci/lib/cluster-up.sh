@@ -114,13 +114,14 @@ apiserver_cmd() {
     --service-cluster-ip-range="$SERVICE_CIDR" --profiling=false --v=1)
 }
 
-# apiserver_current: the running apiserver was started with APISERVER_CMD (same binary, same flags).
+# apiserver_current: the running apiserver was started with the flags of APISERVER_CMD. The binary
+# is left out: a new Kubernetes version is a `down` and `up` of every part, not an apiserver alone.
 apiserver_current() {
   local p want have
   p=$(proc_pid kube-apiserver) || return 1
   apiserver_cmd
-  want=$(printf '%s\n' "${APISERVER_CMD[@]}")
-  have=$(tr '\0' '\n' <"/proc/$p/cmdline" 2>/dev/null) || return 1
+  want=$(printf '%s\n' "${APISERVER_CMD[@]:1}")
+  have=$(tr '\0' '\n' <"/proc/$p/cmdline" 2>/dev/null | tail -n +2) || return 1
   [ "$want" = "$have" ]
 }
 
