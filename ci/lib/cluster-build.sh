@@ -12,6 +12,8 @@ COREDNS_VERSION="${COREDNS_VERSION:-v1.15.0}"
 # Prometheus publishes its Go module as v0.3XX.Y for Prometheus v3.XX.Y. (v0.316.0 needs module
 # versions that the Go module proxy here answers 403 for; v0.315.0 resolves.)
 PROMETHEUS_VERSION="${PROMETHEUS_VERSION:-v0.315.0}"
+# metrics-server (the resource metrics API, metrics.k8s.io, that HPAs and `kubectl top` read).
+METRICS_SERVER_VERSION="${METRICS_SERVER_VERSION:-v0.9.0}"
 # Go builds share the 2 cores with Rust builds of other engineers: run them niced.
 CLUSTER_GO_NICE="${CLUSTER_GO_NICE:-10}"
 
@@ -142,6 +144,14 @@ build_kwok() {
 build_helm() {
   _wrapper_build helm "$HELM_VERSION" 0 "" "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
     "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+}
+
+# metrics-server: its module requires k8s.io/* v0.36 (a newer client than the v1.35 cluster, within
+# the supported skew of one minor); the wrapper resolves exactly its own go.mod's versions.
+build_metrics_server() {
+  _wrapper_build metrics-server "$METRICS_SERVER_VERSION" 0 "" \
+    "-X k8s.io/client-go/pkg/version.gitVersion=$METRICS_SERVER_VERSION -X k8s.io/component-base/version.gitVersion=$METRICS_SERVER_VERSION" \
+    "sigs.k8s.io/metrics-server/cmd/metrics-server@$METRICS_SERVER_VERSION"
 }
 
 # Prometheus with only the Kubernetes service discovery compiled in (its own build tags), which

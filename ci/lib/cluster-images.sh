@@ -90,6 +90,17 @@ jaeger_archive() {
   _image_archive "jaeger-$sum" "$JAEGER_IMAGE" _jaeger_files
 }
 
+# --- metrics-server: the binary built by build_metrics_server --------------------------------------
+METRICS_SERVER_IMAGE="localhost/payplane/metrics-server:${METRICS_SERVER_VERSION#v}"
+_metrics_server_files() {
+  local c=$1
+  bah copy "$c" "$METRICS_SERVER_BIN/metrics-server" /metrics-server >/dev/null
+  bah config --entrypoint '["/metrics-server"]' --user 65534:65534 "$c"
+}
+metrics_server_archive() {
+  _image_archive "metrics-server-$METRICS_SERVER_VERSION-$(_gover)" "$METRICS_SERVER_IMAGE" _metrics_server_files
+}
+
 # import_archive ARCHIVE: into containerd's k8s.io namespace (the CRI's).
 import_archive() {
   ctr --address "$CONTAINERD_SOCK" -n k8s.io images import "$1" >/dev/null 2>>"$CLUSTER_LOGS/images.log" \

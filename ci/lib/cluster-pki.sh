@@ -4,9 +4,10 @@
 # ECDSA P-256 keys: as secure as RSA-3072 and ~50x faster to generate than RSA on 2 busy cores.
 _key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null || die "pki: key generation failed"; }
 
-# _cert NAME SUBJ [SANS] [EKU]: a key and a certificate signed by the cluster CA.
+# _cert NAME SUBJ [SANS] [EKU] [CA]: a key and a certificate signed by the cluster CA (or by CA,
+# the base name of another CA in $PKI).
 _cert() {
-  local name=$1 subj=$2 sans=${3:-} eku=${4:-clientAuth}
+  local name=$1 subj=$2 sans=${3:-} eku=${4:-clientAuth} ca=${5:-ca}
   _key "$PKI/$name.key"
   openssl req -new -key "$PKI/$name.key" -subj "$subj" -out "$PKI/$name.csr" 2>/dev/null
   {
@@ -15,7 +16,7 @@ _cert() {
     echo "extendedKeyUsage=$eku"
     [ -n "$sans" ] && echo "subjectAltName=$sans"
   } >"$PKI/$name.ext"
-  openssl x509 -req -in "$PKI/$name.csr" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" -CAcreateserial \
+  openssl x509 -req -in "$PKI/$name.csr" -CA "$PKI/$ca.crt" -CAkey "$PKI/$ca.key" -CAcreateserial \
     -days 365 -sha256 -extfile "$PKI/$name.ext" -out "$PKI/$name.crt" 2>/dev/null \
     || die "pki: signing $name failed"
   rm -f "$PKI/$name.csr" "$PKI/$name.ext"
@@ -45,13 +46,18 @@ EOF
   chmod 600 "$file"
 }
 
+# _ca NAME CN: a self-signed CA key and certificate.
+_ca() {
+  _key "$PKI/$1.key"
+  openssl req -x509 -new -key "$PKI/$1.key" -subj "/CN=$2" -days 3650 -sha256 \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" \
+    -out "$PKI/$1.crt" 2>/dev/null || die "pki: creating the CA $1 failed"
+}
+
 make_pki() {
   local t=$SECONDS
   mkdir -p "$PKI" && chmod 700 "$PKI"
-  _key "$PKI/ca.key"
-  openssl req -x509 -new -key "$PKI/ca.key" -subj "/CN=payplane-local-ca" -days 3650 -sha256 \
-    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" \
-    -out "$PKI/ca.crt" 2>/dev/null || die "pki: creating the CA failed"
+  _ca ca payplane-local-ca
   _key "$PKI/sa.key"
   openssl pkey -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
   _cert apiserver "/CN=kube-apiserver" \
@@ -70,5 +76,21 @@ make_pki() {
     _kubeconfig "$PKI/$c.kubeconfig" "$c"
   done
   cp "$PKI/admin.kubeconfig" "$ADMIN_KUBECONFIG"
-  log "pki: CA, 10 certificates and 7 kubeconfigs in $PKI ($((SECONDS - t)) s)"
+  aggregation_pki
+  log "pki: 2 CAs, 12 certificates and 7 kubeconfigs in $PKI ($((SECONDS - t)) s)"
+}
+
+# aggregation_pki: what the aggregation layer and metrics-server need, made only where missing (so
+# that `up` on a cluster made before these existed adds them without touching the rest):
+# * front-proxy-ca: its own CA (as kubeadm does): a certificate the apiserver accepts as a proxy
+#   (--requestheader-client-ca-file) must not be one that any cluster client certificate could be;
+# * front-proxy-client: the apiserver's client certificate towards aggregated API servers;
+# * metrics-server: its serving certificate (cluster CA; the APIService's caBundle is the cluster CA).
+aggregation_pki() {
+  mkdir -p "$PKI" && chmod 700 "$PKI"
+  [ -f "$PKI/front-proxy-ca.crt" ] || { _ca front-proxy-ca payplane-local-front-proxy-ca; rm -f "$PKI/front-proxy-client.crt"; }
+  [ -f "$PKI/front-proxy-client.crt" ] || _cert front-proxy-client "/CN=front-proxy-client" "" clientAuth front-proxy-ca
+  [ -f "$PKI/metrics-server.crt" ] || _cert metrics-server "/CN=metrics-server.kube-system.svc" \
+    "DNS:metrics-server,DNS:metrics-server.kube-system,DNS:metrics-server.kube-system.svc,DNS:metrics-server.kube-system.svc.cluster.local" serverAuth
+  true
 }

@@ -127,6 +127,10 @@ EOF
     sh -c "'$K8S_BIN/kubectl' --kubeconfig '$ADMIN_KUBECONFIG' -n smoke logs $pod | grep -q 'smoke-server starting'"
   _check "kubectl exec runs a command in the server pod" \
     sh -c "'$K8S_BIN/kubectl' --kubeconfig '$ADMIN_KUBECONFIG' -n smoke exec $pod -- cat /www/index.html | grep -q 'payplane smoke OK'"
+  _check "kubectl top nodes (metrics-server through the aggregation layer)" \
+    sh -c "'$K8S_BIN/kubectl' --kubeconfig '$ADMIN_KUBECONFIG' top nodes --no-headers | grep -q '^$NODE_NAME '"
+  _check "kubectl top pod shows the smoke pod's CPU and memory (kubelet /metrics/resource)" \
+    _retry 60 sh -c "'$K8S_BIN/kubectl' --kubeconfig '$ADMIN_KUBECONFIG' -n smoke top pod $pod --no-headers 2>/dev/null | grep -q '^$pod '"
   _check "Prometheus scrapes the smoke pod (target up, discovered via the Kubernetes API)" \
     _retry 45 sh -c "curl -fsS -m 3 'http://$PROMETHEUS_ADDR/api/v1/targets?state=active' | jq -e '.data.activeTargets[] | select(.labels.pod==\"$pod\" and .health==\"up\")' >/dev/null"
   _check "Prometheus has the smoke pod's metric" \

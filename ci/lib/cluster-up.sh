@@ -89,17 +89,45 @@ etcd_up() {
 }
 
 # --- apiserver ---------------------------------------------------------------------------------
+# apiserver_cmd: sets APISERVER_CMD, the apiserver's command line. `up` compares it with the running
+# apiserver's and restarts only the apiserver when it changed (see cluster_reconcile).
+# The aggregation layer (metrics.k8s.io from metrics-server): the apiserver proxies to aggregated
+# API servers with the front-proxy client certificate and user/group headers, which they trust
+# through the extension-apiserver-authentication ConfigMap it publishes from the requestheader
+# flags. It reaches the metrics-server Service by its ClusterIP, which kube-proxy routes on the host
+# (so no --enable-aggregator-routing).
+apiserver_cmd() {
+  # shellcheck disable=SC2054 # commas inside flag values (Node,RBAC)
+  APISERVER_CMD=("$K8S_BIN/kube-apiserver"
+    --bind-address="$NODE_IP" --advertise-address="$NODE_IP" --secure-port="$APISERVER_PORT"
+    --cert-dir="$CS/apiserver" --etcd-servers="$ETCD_CLIENT_URL"
+    --authorization-mode=Node,RBAC --enable-admission-plugins=NodeRestriction --allow-privileged=true
+    --client-ca-file="$PKI/ca.crt" --tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key"
+    --kubelet-client-certificate="$PKI/apiserver-kubelet-client.crt" --kubelet-client-key="$PKI/apiserver-kubelet-client.key"
+    --kubelet-certificate-authority="$PKI/ca.crt" --kubelet-preferred-address-types=InternalIP
+    --requestheader-client-ca-file="$PKI/front-proxy-ca.crt" --requestheader-allowed-names=front-proxy-client
+    --requestheader-username-headers=X-Remote-User --requestheader-group-headers=X-Remote-Group
+    --requestheader-extra-headers-prefix=X-Remote-Extra-
+    --proxy-client-cert-file="$PKI/front-proxy-client.crt" --proxy-client-key-file="$PKI/front-proxy-client.key"
+    --service-account-issuer=https://kubernetes.default.svc.cluster.local
+    --service-account-key-file="$PKI/sa.pub" --service-account-signing-key-file="$PKI/sa.key"
+    --service-cluster-ip-range="$SERVICE_CIDR" --profiling=false --v=1)
+}
+
+# apiserver_current: the running apiserver was started with the flags of APISERVER_CMD. The binary
+# is left out: a new Kubernetes version is a `down` and `up` of every part, not an apiserver alone.
+apiserver_current() {
+  local p want have
+  p=$(proc_pid kube-apiserver) || return 1
+  apiserver_cmd
+  want=$(printf '%s\n' "${APISERVER_CMD[@]:1}")
+  have=$(tr '\0' '\n' <"/proc/$p/cmdline" 2>/dev/null | tail -n +2) || return 1
+  [ "$want" = "$have" ]
+}
+
 apiserver_up() {
-  start_proc kube-apiserver "$K8S_BIN/kube-apiserver" \
-    --bind-address="$NODE_IP" --advertise-address="$NODE_IP" --secure-port="$APISERVER_PORT" \
-    --cert-dir="$CS/apiserver" --etcd-servers="$ETCD_CLIENT_URL" \
-    --authorization-mode=Node,RBAC --enable-admission-plugins=NodeRestriction --allow-privileged=true \
-    --client-ca-file="$PKI/ca.crt" --tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" \
-    --kubelet-client-certificate="$PKI/apiserver-kubelet-client.crt" --kubelet-client-key="$PKI/apiserver-kubelet-client.key" \
-    --kubelet-certificate-authority="$PKI/ca.crt" --kubelet-preferred-address-types=InternalIP \
-    --service-account-issuer=https://kubernetes.default.svc.cluster.local \
-    --service-account-key-file="$PKI/sa.pub" --service-account-signing-key-file="$PKI/sa.key" \
-    --service-cluster-ip-range="$SERVICE_CIDR" --profiling=false --v=1
+  apiserver_cmd
+  start_proc kube-apiserver "${APISERVER_CMD[@]}"
   wait_proc kube-apiserver 90 curl -fsS --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" \
     "https://$NODE_IP:$APISERVER_PORT/readyz"
   # The apiserver may use the kubelet API (logs, exec); Prometheus reads pods; kwok simulates nodes.
@@ -195,7 +223,8 @@ EOF
   start_proc containerd containerd --config "$CS/containerd/config.toml"
   wait_proc containerd 30 ctr --address "$CONTAINERD_SOCK" version
   local a t=$SECONDS
-  for a in "$PAUSE_ARCHIVE" "$BUSYBOX_ARCHIVE" "$COREDNS_ARCHIVE" ${JAEGER_ARCHIVE:+"$JAEGER_ARCHIVE"}; do import_archive "$a"; done
+  for a in "$PAUSE_ARCHIVE" "$BUSYBOX_ARCHIVE" "$COREDNS_ARCHIVE" ${JAEGER_ARCHIVE:+"$JAEGER_ARCHIVE"} \
+    ${METRICS_SERVER_ARCHIVE:+"$METRICS_SERVER_ARCHIVE"}; do import_archive "$a"; done
   log "containerd: images imported ($((SECONDS - t)) s)"
 }
 
@@ -522,4 +551,146 @@ wait_deployment() {
     tail -n 15 "$CLUSTER_LOGS/$part-pods.txt" >&2
     die "$part: deployment $ns/$name not ready within ${timeout}s (pods: $CLUSTER_LOGS/$part-pods.txt, kubelet log: $CLUSTER_LOGS/kubelet.log)"
   fi
+}
+
+# --- metrics-server (in the cluster; the resource metrics API for HPAs and `kubectl top`) --------
+# Scrapes every kubelet's /metrics/resource every 15 s and serves metrics.k8s.io/v1beta1 through the
+# apiserver's aggregation layer. TLS is verified both ways: the kubelet's serving certificate is
+# signed by the cluster CA (--kubelet-certificate-authority), and the APIService's caBundle is the
+# cluster CA that signed metrics-server's own serving certificate (no insecureSkipTLSVerify).
+metrics_server_up() {
+  kc -n kube-system create secret generic metrics-server-tls --dry-run=client -o yaml \
+    --from-file=tls.crt="$PKI/metrics-server.crt" --from-file=tls.key="$PKI/metrics-server.key" \
+    --from-file=kubelet-ca.crt="$PKI/ca.crt" | kc apply -f - >/dev/null \
+    || die "metrics-server: applying its TLS Secret failed"
+  kc apply -f - >/dev/null <<EOF || die "metrics-server: applying its manifests failed"
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: metrics-server, namespace: kube-system}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: system:aggregated-metrics-reader
+  labels:
+    rbac.authorization.k8s.io/aggregate-to-view: "true"
+    rbac.authorization.k8s.io/aggregate-to-edit: "true"
+    rbac.authorization.k8s.io/aggregate-to-admin: "true"
+rules:
+- apiGroups: [metrics.k8s.io]
+  resources: [pods, nodes]
+  verbs: [get, list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: system:metrics-server}
+rules:
+- apiGroups: [""]
+  resources: [nodes/metrics]
+  verbs: [get]
+- apiGroups: [""]
+  resources: [pods, nodes]
+  verbs: [get, list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: system:metrics-server}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: system:metrics-server}
+subjects: [{kind: ServiceAccount, name: metrics-server, namespace: kube-system}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: metrics-server:system:auth-delegator}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: system:auth-delegator}
+subjects: [{kind: ServiceAccount, name: metrics-server, namespace: kube-system}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: metrics-server-auth-reader, namespace: kube-system}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: extension-apiserver-authentication-reader}
+subjects: [{kind: ServiceAccount, name: metrics-server, namespace: kube-system}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: metrics-server, namespace: kube-system, labels: {k8s-app: metrics-server}}
+spec:
+  replicas: 1
+  selector: {matchLabels: {k8s-app: metrics-server}}
+  strategy: {rollingUpdate: {maxUnavailable: 0}}
+  template:
+    metadata:
+      labels: {k8s-app: metrics-server}
+    spec:
+      serviceAccountName: metrics-server
+      priorityClassName: system-cluster-critical
+      containers:
+      - name: metrics-server
+        image: $METRICS_SERVER_IMAGE
+        imagePullPolicy: Never
+        args:
+        - --secure-port=4443
+        - --cert-dir=/tmp
+        - --tls-cert-file=/etc/metrics-server/tls.crt
+        - --tls-private-key-file=/etc/metrics-server/tls.key
+        - --kubelet-certificate-authority=/etc/metrics-server/kubelet-ca.crt
+        - --kubelet-preferred-address-types=InternalIP
+        - --kubelet-use-node-status-port
+        - --metric-resolution=15s
+        ports: [{name: https, containerPort: 4443, protocol: TCP}]
+        readinessProbe: {httpGet: {path: /readyz, port: https, scheme: HTTPS}, periodSeconds: 2, failureThreshold: 3}
+        livenessProbe: {httpGet: {path: /livez, port: https, scheme: HTTPS}, periodSeconds: 10, failureThreshold: 3}
+        resources: {requests: {cpu: 50m, memory: 64Mi}, limits: {memory: 256Mi}}
+        securityContext:
+          readOnlyRootFilesystem: true
+          runAsNonRoot: true
+          runAsUser: 65534
+          allowPrivilegeEscalation: false
+          capabilities: {drop: [ALL]}
+        volumeMounts:
+        - {name: tmp, mountPath: /tmp}
+        - {name: tls, mountPath: /etc/metrics-server, readOnly: true}
+      volumes:
+      - {name: tmp, emptyDir: {}}
+      - {name: tls, secret: {secretName: metrics-server-tls}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: metrics-server, namespace: kube-system, labels: {k8s-app: metrics-server}}
+spec:
+  selector: {k8s-app: metrics-server}
+  ports: [{name: https, port: 443, protocol: TCP, targetPort: https, appProtocol: https}]
+---
+apiVersion: apiregistration.k8s.io/v1
+kind: APIService
+metadata: {name: v1beta1.metrics.k8s.io}
+spec:
+  service: {name: metrics-server, namespace: kube-system, port: 443}
+  group: metrics.k8s.io
+  version: v1beta1
+  caBundle: $(base64 -w0 "$PKI/ca.crt")
+  groupPriorityMinimum: 100
+  versionPriority: 100
+EOF
+}
+
+# metrics_api_available: the APIService is Available and the API answers with node and pod metrics
+# (what `kubectl top nodes` and the HPA controller read).
+metrics_api_available() {
+  [ "$(kc get apiservice v1beta1.metrics.k8s.io -o jsonpath='{.status.conditions[?(@.type=="Available")].status}' 2>/dev/null)" = True ] || return 1
+  kc get --raw /apis/metrics.k8s.io/v1beta1/nodes 2>/dev/null | grep -q '"usage"' || return 1
+  kc get --raw /apis/metrics.k8s.io/v1beta1/pods 2>/dev/null | grep -q '"containers"'
+}
+
+# wait_metrics TIMEOUT: waits until metrics_api_available, or fails with what to look at.
+wait_metrics() {
+  local deadline=$((SECONDS + $1))
+  until metrics_api_available; do
+    if [ $SECONDS -ge $deadline ]; then
+      kc get apiservice v1beta1.metrics.k8s.io -o wide >&2 || true
+      kc -n kube-system logs deploy/metrics-server --tail=20 >"$CLUSTER_LOGS/metrics-server-pod.txt" 2>&1 || true
+      tail -n 10 "$CLUSTER_LOGS/metrics-server-pod.txt" >&2
+      die "metrics-server: the metrics API did not answer with node and pod metrics within $1 s (pod log: $CLUSTER_LOGS/metrics-server-pod.txt)"
+    fi
+    sleep 1
+  done
 }

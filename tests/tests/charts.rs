@@ -209,6 +209,31 @@ fn a_service_with_rollouts_on_gets_a_rollout_of_its_own_deployment() {
 }
 
 #[test]
+fn with_a_rollout_and_autoscaling_the_hpa_scales_the_stable_deployment_not_a_canary() {
+    let mut sets = INSTALL.to_vec();
+    sets.extend([
+        "accounting.rollout.enabled=true",
+        "accounting.autoscaling.enabled=true",
+    ]);
+    let docs = template("pp", "payplane", &sets).unwrap_or_else(|e| panic!("helm template failed:\n{e}"));
+    let rollout = find(&docs, "Rollout", "pp-accounting").unwrap();
+    let hpas = of_kind(&docs, "HorizontalPodAutoscaler");
+    assert_eq!(hpas.len(), 1, "one HPA, for the stable; the canary has none");
+    let target = &hpas[0]["spec"]["scaleTargetRef"];
+    assert_eq!(target["kind"], "Deployment");
+    assert_eq!(target["name"], rollout["spec"]["deploymentName"]);
+    assert_eq!(target["name"], "pp-accounting");
+    // The chart renders no canary (the controller makes it, sized from the stable's count), and
+    // leaves the stable's replicas to the HPA: an upgrade does not reset what the HPA set.
+    assert!(find(&docs, "Deployment", "pp-accounting-canary").is_err());
+    assert!(
+        find(&docs, "Deployment", "pp-accounting").unwrap()["spec"]
+            .get("replicas")
+            .is_none()
+    );
+}
+
+#[test]
 fn the_rollout_controller_chart_grants_what_the_controller_does_and_elects_a_leader() {
     let docs = template("rc", "rollout-controller", &["global.image.tag=1.8.0"])
         .unwrap_or_else(|e| panic!("helm template failed:\n{e}"));

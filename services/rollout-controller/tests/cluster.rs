@@ -8,6 +8,7 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use k8s_openapi::api::{
     apps::v1::Deployment,
+    autoscaling::v2::HorizontalPodAutoscaler,
     coordination::v1::Lease,
     core::v1::{Namespace, Pod},
     events::v1::Event,
@@ -2005,5 +2006,222 @@ async fn the_audit_trail_of_a_promoted_and_an_aborted_release() {
         Err(kube::Error::Api(s)) => assert!(s.message.contains("append-only"), "{s:?}"),
         other => panic!("an update of a ReleaseEvent was not refused: {other:?}"),
     }
+    ns.finish(controller).await;
+}
+
+// --- HPA: the stable keeps its HPA, the canary follows the count it sets ------------------------
+
+/// A Deployment whose pods burn their whole CPU limit: `requests = limits = 50m`, so each pod
+/// runs at ~100 % utilization of its request, and the burn is capped at 50m a pod.
+fn cpu_burner(name: &str, version: &str, replicas: i32) -> Deployment {
+    let mut d = deployment(name, version, replicas);
+    let pod = d.spec.template.spec.as_mut().unwrap();
+    let c = &mut pod.containers[0];
+    c.command = Some(vec!["sh".into(), "-c".into(), "while :; do :; done".into()]);
+    c.resources = Some(
+        serde_json::from_value(
+            json!({"requests": {"cpu": "50m"}, "limits": {"cpu": "50m", "memory": "16Mi"}}),
+        )
+        .unwrap(),
+    );
+    d
+}
+
+/// Deletes the namespace even when the test panics: CPU burners must not outlive a failed run.
+/// The Rollouts' finalizer is dropped first (after a panic no controller is left to remove it,
+/// and the namespace would stay Terminating).
+struct DeleteOnDrop(Client, String);
+
+impl Drop for DeleteOnDrop {
+    fn drop(&mut self) {
+        let (client, name) = (self.0.clone(), self.1.clone());
+        let _ = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async {
+                    let rollouts: Api<Rollout> = Api::namespaced(client.clone(), &name);
+                    if let Ok(list) = rollouts.list(&ListParams::default()).await {
+                        for r in list.items {
+                            let patch = json!({"metadata": {"finalizers": null}});
+                            let _ = rollouts
+                                .patch(&r.name_any(), &PatchParams::default(), &Patch::Merge(patch))
+                                .await;
+                        }
+                    }
+                    let _ = Api::<Namespace>::all(client)
+                        .delete(&name, &DeleteParams::background())
+                        .await;
+                })
+        })
+        .join();
+    }
+}
+
+fn pod_metrics_api(client: &Client, ns: &str) -> Api<kube::api::DynamicObject> {
+    let resource = kube::api::ApiResource {
+        group: "metrics.k8s.io".into(),
+        version: "v1beta1".into(),
+        api_version: "metrics.k8s.io/v1beta1".into(),
+        kind: "PodMetrics".into(),
+        plural: "pods".into(),
+    };
+    Api::namespaced_with(client.clone(), ns, &resource)
+}
+
+async fn spec_replicas(ns: &TestNs, name: &str) -> Option<i32> {
+    ns.api::<Deployment>()
+        .get_opt(name)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|d| d.spec.replicas)
+}
+
+async fn ready_replicas(ns: &TestNs, name: &str) -> i32 {
+    ns.api::<Deployment>()
+        .get_opt(name)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|d| d.status?.ready_replicas)
+        .unwrap_or(0)
+}
+
+/// The HPA's status and conditions, for failure messages.
+async fn hpa_state(ns: &TestNs, name: &str) -> String {
+    match ns.api::<HorizontalPodAutoscaler>().get(name).await {
+        Ok(h) => serde_json::to_string_pretty(&h.status).unwrap(),
+        Err(e) => format!("HPA {name}: {e}"),
+    }
+}
+
+/// On the real cluster (metrics-server, the controller-manager's HPA controller, the kubelet's
+/// CPU accounting): an HPA scales the stable Deployment on CPU while a canary holds a weight, and
+/// the canary follows the stable's new count, `stable · w / (100 − w)` rounded up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_hpa_scales_the_stable_on_cpu_and_the_canary_follows_at_its_weight() {
+    let client = cluster().await;
+    let metrics_hint = "the metrics API (metrics.k8s.io) does not answer: `ci/cluster up` brings up \
+                        metrics-server; `ci/cluster status` shows it";
+    if let Err(e) = pod_metrics_api(&client, "kube-system")
+        .list(&ListParams::default())
+        .await
+    {
+        panic!("{metrics_hint} ({e})");
+    }
+    let ns = TestNs::new(&client, "hpa").await;
+    let _cleanup = DeleteOnDrop(client.clone(), ns.name.clone());
+    let controller = Controller::start(&client, &ns.name, None);
+    ns.api::<Deployment>()
+        .create(&PostParams::default(), &cpu_burner("burn", "v1", 2))
+        .await
+        .expect("create Deployment");
+    create_rollout(&ns, "burn", "burn", vec![weight(40), pause(None)], None).await;
+    wait_status(&ns, "burn", "Healthy on v1", POD_TIMEOUT, |s| {
+        s.phase == Phase::Healthy && s.stable_revision.is_some()
+    })
+    .await;
+
+    set_version(&ns, "burn", "v2").await;
+    let st = wait_status(&ns, "burn", "paused at weight 40", POD_TIMEOUT, |s| {
+        s.phase == Phase::Paused && s.current_step_index == Some(1)
+    })
+    .await;
+    assert_eq!(st.desired_weight, 40);
+    let canary = canary_name("burn");
+    assert_eq!(
+        spec_replicas(&ns, &canary).await,
+        Some(2),
+        "2 stable at 40 %: 2·40/60 = 1.33, rounded up"
+    );
+
+    // The HPA arrives on the stable (as a chart with autoscaling on renders it): 2 to 4 pods at
+    // a 50 % target while every pod runs at ~100 %.
+    let hpa: HorizontalPodAutoscaler = serde_json::from_value(json!({
+        "metadata": {"name": "burn"},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "burn"},
+            "minReplicas": 2,
+            "maxReplicas": 4,
+            "metrics": [{"type": "Resource", "resource": {"name": "cpu",
+                "target": {"type": "Utilization", "averageUtilization": 50}}}],
+            "behavior": {"scaleUp": {"stabilizationWindowSeconds": 0}},
+        },
+    }))
+    .unwrap();
+    let started = tokio::time::Instant::now();
+    ns.api::<HorizontalPodAutoscaler>()
+        .create(&PostParams::default(), &hpa)
+        .await
+        .expect("create HPA");
+
+    let deadline = started + Duration::from_secs(150);
+    while spec_replicas(&ns, "burn").await != Some(4) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the HPA did not scale the stable to 4 within 150 s (stable: {:?}); HPA status: {}; \
+             pod metrics: {:?}",
+            spec_replicas(&ns, "burn").await,
+            hpa_state(&ns, "burn").await,
+            pod_metrics_api(&client, &ns.name)
+                .list(&ListParams::default())
+                .await
+                .map(|l| l.items.into_iter().map(|m| m.data).collect::<Vec<_>>()),
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let scaled_after = started.elapsed();
+    let h = ns.api::<HorizontalPodAutoscaler>().get("burn").await.unwrap();
+    let hs = h.status.clone().unwrap_or_default();
+    assert_eq!(hs.desired_replicas, 4, "{}", hpa_state(&ns, "burn").await);
+    let state = hpa_state(&ns, "burn").await;
+    let cpu = hs
+        .current_metrics
+        .unwrap_or_default()
+        .into_iter()
+        .find_map(|m| m.resource?.current.average_utilization)
+        .unwrap_or_else(|| panic!("no CPU utilization in {state}"));
+    assert!(cpu > 50, "the HPA saw {cpu} % CPU, above its 50 % target");
+
+    // The canary follows: 4·40/60 = 2.67, rounded up to 3; the HPA never touches it.
+    wait!(
+        format!(
+            "the canary at 3 replicas, ready (spec {:?}, ready {})",
+            spec_replicas(&ns, &canary).await,
+            ready_replicas(&ns, &canary).await
+        ),
+        POD_TIMEOUT,
+        spec_replicas(&ns, &canary).await == Some(3) && ready_replicas(&ns, &canary).await == 3
+    );
+    wait!(
+        "the stable's 4 pods ready",
+        POD_TIMEOUT,
+        ready_replicas(&ns, "burn").await == 4
+    );
+    let followed_after = started.elapsed();
+    let st = status(&ns, "burn").await;
+    assert_eq!(
+        (st.phase, st.current_step_index),
+        (Phase::Paused, Some(1)),
+        "still paused at the weight"
+    );
+    assert_eq!(st.desired_weight, 40);
+    // The controller leaves the stable's count to the HPA (no tug of war).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(spec_replicas(&ns, "burn").await, Some(4));
+    assert_eq!(spec_replicas(&ns, &canary).await, Some(3));
+    eprintln!(
+        "HPA: stable 2 -> 4 in {:.0?} after the HPA was created; canary 2 -> 3 and all 7 pods ready \
+         after {:.0?}",
+        scaled_after, followed_after
+    );
+
+    // The HPA goes first, so that it does not act on the Deployment the Rollout hands back.
+    let _ = ns
+        .api::<HorizontalPodAutoscaler>()
+        .delete("burn", &DeleteParams::default())
+        .await;
     ns.finish(controller).await;
 }
