@@ -347,6 +347,10 @@ pub struct MemberStatus {
     /// The plan asked the Rollout for `undo:<fromRelease>`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub undo_requested: bool,
+    /// The plan asked for `promote-full` of the undo's canary (once: refused, e.g. in a freeze
+    /// window, the canary walks its steps).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub promote_requested: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }

@@ -703,11 +703,13 @@ fn undo_member(p: &mut Planner<'_>, i: usize) -> Undo {
         // The undo's canary: promote it at once instead of walking the steps.
         if m.canary_revision.as_deref() == Some(from.as_str())
             && matches!(m.phase, Phase::Progressing | Phase::Paused)
+            && !status.promote_requested
         {
             p.actions.push(Action::Request {
                 index: i,
                 request: "promote-full".into(),
             });
+            p.st.services[i].promote_requested = true;
             return Undo::Waiting(format!("rolling back {name}: promoting {from} again"));
         }
         if m.phase == Phase::Degraded && m.aborted_revision.as_deref() == Some(from.as_str()) {
@@ -1029,8 +1031,11 @@ mod tests {
         assert_eq!(d.status.phase, PlanPhase::RollingBack);
         let promoting = Member {
             phase: Phase::Promoting,
-            ..undo_canary
+            ..undo_canary.clone()
         };
+        // Asked once: a refused promote-full (a freeze window) is not repeated every poll.
+        let d = decide(&s, &d.status, &obs(34, vec![undo_canary, healthy("f1", 4)]));
+        assert!(requests(&d).is_empty(), "promote-full asked once");
         let d = decide(&s, &d.status, &obs(34, vec![promoting, healthy("f1", 4)]));
         assert!(requests(&d).is_empty(), "promotion in progress: wait");
         let d = decide(&s, &d.status, &obs(40, vec![healthy("l1", 3), healthy("f1", 4)]));

@@ -122,6 +122,16 @@ async fn wait_plan(ns: &TestNamespace, name: &str, phase: PlanPhase) -> ReleaseP
         if st.phase == phase {
             return st;
         }
+        let terminal = matches!(
+            st.phase,
+            PlanPhase::Succeeded | PlanPhase::RolledBack | PlanPhase::Failed
+        );
+        assert!(
+            !terminal,
+            "plan {name} ended {:?} instead of {phase:?}; status: {}",
+            st.phase,
+            serde_json::to_string_pretty(&st).unwrap()
+        );
         assert!(
             tokio::time::Instant::now() < deadline,
             "timed out after {TIMEOUT:?} waiting for plan {name} {phase:?}; status: {}",
