@@ -528,3 +528,55 @@ async fn a_failing_shared_analysis_aborts_the_member_in_flight_and_rolls_back_th
     finish(ns, controller).await;
     eprintln!("shared analysis test took {:?}", started.elapsed());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_plan_mid_way_stops_it_and_the_release_in_flight_goes_on_alone() {
+    let started = std::time::Instant::now();
+    let client = cluster().await;
+    let ns = governed_namespace(&client, "rp-delete").await;
+    // ledger waits in an indefinite pause, so the plan is caught mid-way.
+    service_with(&ns, "ledger", None, vec![weight(50), pause(None)]).await;
+    service(&ns, "front", None).await;
+    let controller = Controller::start(&client, &ns.name, None);
+    healthy(&ns, &["ledger", "front"]).await;
+    create_plan(&ns, "release-4", vec![env("ledger", "v2"), env("front", "v2")]).await;
+    wait!(
+        "ledger paused in its canary",
+        TIMEOUT,
+        rollout_status(&ns, "ledger").await.phase == Phase::Paused
+    );
+    ns.api::<ReleasePlan>()
+        .delete("release-4", &DeleteParams::default())
+        .await
+        .expect("delete the plan");
+    wait!(
+        "the plan gone (no finalizer holds it)",
+        Duration::from_secs(10),
+        ns.api::<ReleasePlan>()
+            .get_opt("release-4")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // The release in flight is the Rollout's: promoted by a person, it completes.
+    let patch = json!({"metadata": {"annotations": {"payplane.io/request": "promote-full"}}});
+    ns.api::<Rollout>()
+        .patch("ledger", &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .unwrap();
+    let to = current_hash(&ns, "ledger").await;
+    wait!(
+        "ledger promoted",
+        TIMEOUT,
+        rollout_status(&ns, "ledger").await.stable_revision.as_ref() == Some(&to)
+            && rollout_status(&ns, "ledger").await.phase == Phase::Healthy
+    );
+    // No further step: front is not released (the plan would have started it at once).
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(container(&ns, "front").await.1, "v1", "front left alone");
+    let front = rollout_status(&ns, "front").await;
+    assert_eq!(front.phase, Phase::Healthy);
+    assert!(front.canary_revision.is_none());
+    finish(ns, controller).await;
+    eprintln!("plan deletion test took {:?}", started.elapsed());
+}
