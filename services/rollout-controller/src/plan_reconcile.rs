@@ -30,12 +30,17 @@ use crate::{
         AnalysisTemplate, AnalysisTemplateSpec, PlanService, RELEASE_PLAN_ANNOTATION, RELEASED_BY_ANNOTATION,
         REQUEST_ANNOTATION, ReleasePlan, ReleasePlanStatus, Rollout,
     },
+    machine::EventType,
     metrics::{ErrorLabels, OutcomeLabels},
     plan_machine::{self, Action as Step, Member, Observed},
     reconcile::{Context, Error, FIELD_MANAGER, publish_to, template_hash},
 };
 
 const NOT_LEADER_RECHECK: Duration = Duration::from_secs(5);
+/// Who asks, with every `payplane.io/request` the plan writes: the controller's own name. Newer
+/// release-identity policies refuse a request without it in governed namespaces (and record the
+/// name in the audit trail); older controllers ignore it.
+const REQUESTED_BY_ANNOTATION: &str = "payplane.io/requested-by";
 
 /// Runs the ReleasePlan controller until `stop` (over all namespaces, or one).
 pub async fn run(ctx: Arc<Context>, namespace: Option<String>, stop: CancellationToken) {
@@ -141,9 +146,10 @@ pub async fn reconcile(plan: Arc<ReleasePlan>, ctx: Arc<Context>) -> Result<Acti
     let decision = plan_machine::decide(&plan.spec, &prev, &obs);
     let mut status = decision.status;
     status.observed_generation = plan.metadata.generation;
+    let mut resource_version = plan.resource_version();
     if status != prev {
         // Before any side effect (fencing, as for Rollouts).
-        write_status(&api, &plan, &status).await?;
+        resource_version = write_status(&api, &plan.name_any(), resource_version, &status).await?;
     }
     for action in &decision.actions {
         match action {
@@ -155,10 +161,32 @@ pub async fn reconcile(plan: Arc<ReleasePlan>, ctx: Arc<Context>) -> Result<Acti
                 apply_member(&ctx, &ns, &plan.name_any(), &s.deployment, service).await?;
             }
             Step::Request { index, request } => {
-                let patch = json!({"metadata": {"annotations": {REQUEST_ANNOTATION: request}}});
-                Api::<Rollout>::namespaced(ctx.client.clone(), &ns)
+                let me = ctx.identity().await?;
+                let patch = json!({"metadata": {"annotations": {
+                    REQUEST_ANNOTATION: request,
+                    REQUESTED_BY_ANNOTATION: me,
+                }}});
+                let sent = Api::<Rollout>::namespaced(ctx.client.clone(), &ns)
                     .patch(&names[*index], &PatchParams::default(), &Patch::Merge(patch))
-                    .await?;
+                    .await;
+                if let Err(e) = sent {
+                    // The status says it was asked: take that back, or the next pass would take
+                    // the unchanged Rollout for a request that did not work.
+                    let note = format!("`{request}` on Rollout {} not written: {e}", names[*index]);
+                    publish_to(
+                        &ctx,
+                        &plan.object_ref(&()),
+                        EventType::Warning,
+                        "RequestFailed",
+                        note,
+                    )
+                    .await;
+                    let member = &mut status.services[*index];
+                    member.undo_requested &= !request.starts_with("undo");
+                    member.promote_requested &= request != "promote-full";
+                    write_status(&api, &plan.name_any(), resource_version, &status).await?;
+                    return Err(e.into());
+                }
             }
             Step::Event { type_, reason, note } => {
                 publish_to(&ctx, &plan.object_ref(&()), *type_, reason, note.clone()).await;
@@ -255,22 +283,26 @@ async fn apply_member(
     }
 }
 
+/// Writes the status (forced SSA, the resourceVersion read as a precondition); returns the new
+/// resourceVersion.
 async fn write_status(
     api: &Api<ReleasePlan>,
-    plan: &ReleasePlan,
+    name: &str,
+    resource_version: Option<String>,
     status: &ReleasePlanStatus,
-) -> Result<(), Error> {
+) -> Result<Option<String>, Error> {
     let body = json!({
         "apiVersion": "payplane.io/v1alpha1",
         "kind": "ReleasePlan",
-        "metadata": { "name": plan.name_any(), "resourceVersion": plan.resource_version() },
+        "metadata": { "name": name, "resourceVersion": resource_version },
         "status": status,
     });
-    api.patch_status(
-        &plan.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(body),
-    )
-    .await?;
-    Ok(())
+    let written = api
+        .patch_status(
+            name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(body),
+        )
+        .await?;
+    Ok(written.resource_version())
 }

@@ -255,6 +255,86 @@ async fn finish(ns: TestNamespace, controller: Controller) {
     ns.delete().await;
 }
 
+/// A ValidatingAdmissionPolicy of this test only (bound to its namespace by name): a
+/// `payplane.io/request` on a Rollout must come with `payplane.io/requested-by` naming the
+/// requester, as newer release-identity policies demand. Returns a guard that removes it.
+async fn requests_must_be_signed(client: &Client, ns: &str) -> SignedRequests {
+    use k8s_openapi::api::admissionregistration::v1::{
+        ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+    };
+    let name = format!("{ns}-requested-by");
+    let policy: ValidatingAdmissionPolicy = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {"resourceRules": [{
+                "apiGroups": ["payplane.io"], "apiVersions": ["v1alpha1"],
+                "operations": ["UPDATE"], "resources": ["rollouts"],
+            }]},
+            "validations": [{
+                "expression": "!has(object.metadata.annotations) || !('payplane.io/request' in object.metadata.annotations) \
+                    || (has(oldObject.metadata.annotations) && 'payplane.io/request' in oldObject.metadata.annotations \
+                        && oldObject.metadata.annotations['payplane.io/request'] == object.metadata.annotations['payplane.io/request']) \
+                    || ('payplane.io/requested-by' in object.metadata.annotations \
+                        && object.metadata.annotations['payplane.io/requested-by'] == request.userInfo.username)",
+                "message": "a request needs payplane.io/requested-by: your own user name",
+            }],
+        },
+    }))
+    .unwrap();
+    let binding: ValidatingAdmissionPolicyBinding = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {
+            "policyName": name,
+            "validationActions": ["Deny"],
+            "matchResources": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}},
+        },
+    }))
+    .unwrap();
+    let pp = PatchParams::apply("release-plan-tests").force();
+    Api::<ValidatingAdmissionPolicy>::all(client.clone())
+        .patch(&name, &pp, &Patch::Apply(&policy))
+        .await
+        .expect("policy");
+    Api::<ValidatingAdmissionPolicyBinding>::all(client.clone())
+        .patch(&name, &pp, &Patch::Apply(&binding))
+        .await
+        .expect("binding");
+    // In force once an unsigned request is refused.
+    let probe = json!({"metadata": {"annotations": {"payplane.io/request": "resume"}}});
+    wait!(
+        "the requested-by policy in force",
+        Duration::from_secs(30),
+        Api::<Rollout>::namespaced(client.clone(), ns)
+            .patch("ledger", &PatchParams::default(), &Patch::Merge(probe.clone()))
+            .await
+            .is_err()
+    );
+    SignedRequests {
+        client: client.clone(),
+        name,
+    }
+}
+
+struct SignedRequests {
+    client: Client,
+    name: String,
+}
+
+impl SignedRequests {
+    async fn remove(self) {
+        use k8s_openapi::api::admissionregistration::v1::{
+            ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+        };
+        let _ = Api::<ValidatingAdmissionPolicyBinding>::all(self.client.clone())
+            .delete(&self.name, &DeleteParams::default())
+            .await;
+        let _ = Api::<ValidatingAdmissionPolicy>::all(self.client)
+            .delete(&self.name, &DeleteParams::default())
+            .await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_services_are_released_in_order_the_second_after_the_first_is_promoted() {
     let started = std::time::Instant::now();
@@ -365,6 +445,8 @@ async fn a_second_service_that_cannot_become_ready_rolls_both_back() {
     service(&ns, "front", Some(15)).await;
     let controller = Controller::start(&client, &ns.name, None);
     let before = healthy(&ns, &["ledger", "front"]).await;
+    // The plan's undo and promote-full requests are signed with the controller's name.
+    let signed = requests_must_be_signed(&client, &ns.name).await;
 
     create_plan(
         &ns,
@@ -453,6 +535,7 @@ async fn a_second_service_that_cannot_become_ready_rolls_both_back() {
     ] {
         assert!(events.iter().any(|r| r == reason), "{reason} in {events:?}");
     }
+    signed.remove().await;
     finish(ns, controller).await;
     eprintln!("rollback test took {:?}", started.elapsed());
 }
