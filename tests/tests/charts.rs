@@ -271,6 +271,20 @@ fn the_rollout_controller_chart_grants_what_the_controller_does_and_elects_a_lea
             "the audit trail is append-only: no {verb} on releaseevents"
         );
     }
+    // ReleasePlans: read, and their status written; nothing else (the plan's steps are template
+    // changes and Rollout annotations, granted above).
+    for verb in ["get", "list", "watch"] {
+        assert!(grants("payplane.io", "releaseplans", verb), "releaseplans {verb}");
+    }
+    assert!(grants("payplane.io", "releaseplans/status", "patch"));
+    for verb in ["create", "update", "patch", "delete"] {
+        assert!(
+            !grants("payplane.io", "releaseplans", verb),
+            "the controller does not {verb} releaseplans"
+        );
+    }
+    assert!(grants("payplane.io", "rollouts", "patch"), "request annotations");
+    assert!(grants("apps", "deployments", "patch"), "template changes");
     let lease_role = find(&docs, "Role", "rc-rollout-controller-leader-election").unwrap();
     assert_eq!(lease_role["rules"][0]["resources"][0], "leases");
 

@@ -19,7 +19,10 @@ use kube::{
 use payplane_delivery::ReleaseEvent;
 use payplane_rollout_controller::{
     app,
-    crd::{AnalysisTemplate, ApprovalStep, CanaryStep, FreezePolicy, PauseStep, Phase, Rollout, RolloutSpec},
+    crd::{
+        AnalysisTemplate, ApprovalStep, CanaryStep, FreezePolicy, PauseStep, Phase, ReleasePlan, Rollout,
+        RolloutSpec,
+    },
     metrics::ControllerMetrics,
 };
 use payplane_testkit::cluster::{self, TestNamespace};
@@ -44,6 +47,7 @@ impl Platform {
             Rollout::crd(),
             AnalysisTemplate::crd(),
             FreezePolicy::crd(),
+            ReleasePlan::crd(),
             ReleaseEvent::crd(),
         ];
         cluster::apply_crds(&client, MANAGER, crds).await;
@@ -516,4 +520,58 @@ async fn grant_releasers(admin: &Client, ns: &str, users: &[&str]) {
         .create(&PostParams::default(), &binding)
         .await
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_releases_services_in_order_and_refuses_an_invalid_or_reused_plan() {
+    let p = Platform::start("cli-plan").await;
+    let short = || {
+        vec![
+            weight(50),
+            CanaryStep {
+                pause: Some(PauseStep {
+                    duration: Some("2s".into()),
+                }),
+                ..Default::default()
+            },
+        ]
+    };
+    p.service("ledger", short()).await;
+    p.service("front", short()).await;
+    let dir = std::env::temp_dir().join(format!("payplane-cli-{}", p.ns.name));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("release.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: payplane.io/v1alpha1\nkind: ReleasePlan\nmetadata: {name: release-1}\nspec:\n  services:\n\
+         \x20   - rollout: pp-ledger\n      env: [{name: VERSION, value: v2}]\n\
+         \x20   - rollout: pp-front\n      env: [{name: VERSION, value: v2}]\n",
+    )
+    .unwrap();
+    let out = p.payplane(None, &["plan", file.to_str().unwrap()]).expect(0);
+    let at = |s: &str| out.find(s).unwrap_or_else(|| panic!("`{s}` in:\n{out}"));
+    assert!(at("pp-ledger: promoted") < at("pp-front: releasing"), "{out}");
+    assert!(at("pp-front: promoted") < at("plan succeeded"), "{out}");
+    for name in ["ledger", "front"] {
+        let d = p.ns.api::<Deployment>().get(name).await.unwrap();
+        assert_eq!(env_of(&d, "VERSION").as_deref(), Some("v2"), "{name}");
+    }
+
+    // Plans are immutable: the same name again is refused, and nothing changes.
+    let again = p.payplane(None, &["plan", file.to_str().unwrap()]);
+    assert_eq!(again.code(), 2, "{}", again.stdout());
+    assert!(again.stderr().contains("exists already"), "{}", again.stderr());
+
+    // A plan naming a Rollout that does not exist: exit 4, the field named.
+    let bad = dir.join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "kind: ReleasePlan\napiVersion: payplane.io/v1alpha1\nmetadata: {name: release-2}\n\
+         spec: {services: [{rollout: nope, image: '2.0'}]}\n",
+    )
+    .unwrap();
+    let out = p.payplane(None, &["plan", bad.to_str().unwrap()]).expect(4);
+    assert!(out.contains("spec.services[0].rollout: Rollout `nope`"), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+    p.finish().await;
 }

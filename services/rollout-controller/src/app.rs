@@ -10,6 +10,7 @@ use crate::{
     delivery,
     lease::{self, Leadership, LeaseConfig},
     metrics::ControllerMetrics,
+    plan_reconcile,
     reconcile::{self, Context},
 };
 
@@ -70,13 +71,18 @@ pub async fn run(client: Client, settings: Settings, metrics: ControllerMetrics,
         tracing::info!("leading: starting the controller");
         let term = stop.child_token();
         let mut lost = leadership.receiver();
-        let controller = reconcile::run(
+        let rollouts = reconcile::run(
             ctx.clone(),
             settings.namespace.clone(),
             settings.freeze_policy_selector.clone(),
             settings.rollout_selector.clone(),
             term.clone(),
         );
+        // ReleasePlans: the same leadership and the same stop.
+        let plans = plan_reconcile::run(ctx.clone(), settings.namespace.clone(), term.clone());
+        let controller = async {
+            futures::join!(rollouts, plans);
+        };
         tokio::pin!(controller);
         tokio::select! {
             () = &mut controller => {}

@@ -1,4 +1,5 @@
-//! The custom resources: `Rollout` and `AnalysisTemplate` in `payplane.io/v1alpha1`.
+//! The custom resources: `Rollout`, `AnalysisTemplate`, `FreezePolicy` and `ReleasePlan` in
+//! `payplane.io/v1alpha1`.
 //!
 //! Fields a user may get wrong are optional in the schema and checked by [`crate::validate`],
 //! so that a mistake becomes a condition naming the field instead of a rejected apply with an
@@ -49,6 +50,10 @@ pub const FREEZE_OVERRIDE_BY_ANNOTATION: &str = "payplane.io/freeze-override-by"
 /// would be free text.
 pub const GOVERNANCE_LABEL: &str = "payplane.io/governance";
 pub const GOVERNANCE_ENFORCED: &str = "enforced";
+/// On a Deployment whose template a ReleasePlan changed: the plan's name. While that plan releases
+/// the Deployment's Rollout, the Rollout adds the plan's shared analysis to its background
+/// analysis.
+pub const RELEASE_PLAN_ANNOTATION: &str = "payplane.io/release-plan";
 
 /// A canary release of the Deployment `spec.deploymentName`. The controller pauses that
 /// Deployment, so a new pod template (a chart upgrade) does not roll out by itself: it becomes a
@@ -216,6 +221,143 @@ pub struct BusinessDayRange {
 pub struct DateRange {
     pub start: String,
     pub end: String,
+}
+
+/// A coordinated release of several services, in order: each member's Rollout releases the
+/// member's new template only after the previous member was promoted; when one fails, the members
+/// already promoted by this plan are rolled back, last first. Immutable once started.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "payplane.io",
+    version = "v1alpha1",
+    kind = "ReleasePlan",
+    namespaced,
+    status = "ReleasePlanStatus",
+    shortname = "rp",
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Current","type":"integer","jsonPath":".status.currentIndex"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ReleasePlanSpec {
+    /// Released in this order (dependencies first, e.g. accounting before gateway).
+    #[serde(default)]
+    pub services: Vec<PlanService>,
+    /// Shared analysis: while the plan releases a member, that member's Rollout runs these metrics
+    /// in its background analysis too (names prefixed `plan/`), so a failing plan-wide check
+    /// aborts whichever member is in flight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<AnalysisRef>,
+}
+
+/// One member: its Rollout (same namespace) and the change to its Deployment's first container.
+/// At least one of `image` and `env`.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanService {
+    /// Name of the member's Rollout.
+    #[serde(default)]
+    pub rollout: String,
+    /// A tag (`1.4.2`: replaces the tag of the first container's image) or a full image reference
+    /// (anything with `/`, `:` or `@`: taken whole).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Environment variables set (added or replaced) on the first container.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<PlanEnvVar>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanEnvVar {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub value: String,
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum PlanPhase {
+    /// Not started (or the spec is invalid: see the InvalidSpec condition).
+    #[default]
+    Pending,
+    /// Releasing the members in order.
+    Progressing,
+    /// Every member promoted.
+    Succeeded,
+    /// A member failed: rolling back the members this plan promoted, last first.
+    RollingBack,
+    /// Every member is back on the revision it had before the plan.
+    RolledBack,
+    /// A rollback could not be completed; see the message.
+    Failed,
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum MemberPhase {
+    #[default]
+    Pending,
+    /// Its Rollout releases the plan's template.
+    Releasing,
+    Promoted,
+    /// Its release was aborted (by its Rollout: analysis, progress deadline, abort request).
+    Aborted,
+    /// Promoted by this plan, then rolled back to `fromRevision`.
+    RolledBack,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReleasePlanStatus {
+    #[serde(default)]
+    pub phase: PlanPhase,
+    /// Index of the member being released (or rolled back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_index: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Hash of the spec the plan started with; a different spec afterwards is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec_hash: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<MemberStatus>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberStatus {
+    pub rollout: String,
+    #[serde(default)]
+    pub phase: MemberPhase,
+    /// The stable pod-template hash before the plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_revision: Option<String>,
+    /// The ControllerRevision number of `fromRevision` (what a rollback undoes to).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_release: Option<i64>,
+    /// The pod-template hash the plan released.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_revision: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    /// When its Deployment was back on `fromRevision` and its Rollout Healthy there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolled_back_at: Option<String>,
+    /// The plan asked the Rollout for `undo:<fromRelease>`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub undo_requested: bool,
+    /// The plan asked for `promote-full` of the undo's canary (once: refused, e.g. in a freeze
+    /// window, the canary walks its steps).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub promote_requested: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// Freeze windows for the Rollouts of the selected namespaces (all when no selector).

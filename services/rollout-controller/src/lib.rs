@@ -3,7 +3,9 @@
 //!
 //! Pure parts decide: `judge` (statistics), `validate` (spec → field problems), `freeze` (freeze
 //! windows: the one in force and until when), `analysis` (measurement bookkeeping, Argo's limits)
-//! and `machine` (status + observations → status + actions). `reconcile`, `providers` and `lease` talk to the cluster, `cdevents` to a CDEvents sink; `app` wires them.
+//! `machine` (status + observations → status + actions) and `plan_machine` (the same for a
+//! ReleasePlan, the coordinated release of several services). `reconcile`, `plan_reconcile`,
+//! `providers` and `lease` talk to the cluster, `cdevents` to a CDEvents sink; `app` wires them.
 
 pub mod analysis;
 pub mod app;
@@ -17,6 +19,8 @@ pub mod judge;
 pub mod lease;
 pub mod machine;
 pub mod metrics;
+pub mod plan_machine;
+pub mod plan_reconcile;
 pub mod providers;
 pub mod reconcile;
 pub mod validate;
@@ -42,5 +46,6 @@ pub fn crd_files() -> Vec<(&'static str, String)> {
             "releaseevents.payplane.io.yaml",
             to_yaml(&payplane_delivery::ReleaseEvent::crd()),
         ),
+        ("releaseplans.payplane.io.yaml", to_yaml(&crd::ReleasePlan::crd())),
     ]
 }

@@ -33,6 +33,8 @@ pub struct ControllerMetrics {
     pub rollouts: Family<OutcomeLabels, Counter>,
     pub step_duration: Family<StepLabels, Histogram>,
     pub measurements: Counter,
+    /// ReleasePlans ended, by outcome: Succeeded, RolledBack, Failed.
+    pub release_plans: Family<OutcomeLabels, Counter>,
     /// CDEvents delivery: sent, failed (given up), dropped (queue full).
     pub cdevents: crate::cdevents::SinkMetrics,
     /// The four delivery figures over the ReleaseEvents (see [`crate::app`]'s refresher).
@@ -56,6 +58,7 @@ impl ControllerMetrics {
                     as fn() -> Histogram,
             ),
             measurements: Counter::default(),
+            release_plans: Family::default(),
             cdevents: crate::cdevents::SinkMetrics::default(),
             delivery: DeliveryMetrics::default(),
         };
@@ -91,6 +94,11 @@ impl ControllerMetrics {
             "rollout_controller_measurements",
             "Analysis measurements taken",
             this.measurements.clone(),
+        );
+        r.register(
+            "rollout_controller_release_plans",
+            "ReleasePlans ended, by outcome",
+            this.release_plans.clone(),
         );
         r.register(
             "rollout_controller_cdevents_sent",

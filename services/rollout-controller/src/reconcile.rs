@@ -41,15 +41,17 @@ use crate::{
     audit,
     crd::{
         APPROVED_BY_ANNOTATION, APPROVER_GROUPS_ANNOTATION, AnalysisPhase, AnalysisTemplate,
-        AnalysisTemplateSpec, FINALIZER, FREEZE_OVERRIDE_ANNOTATION, FREEZE_OVERRIDE_BY_ANNOTATION,
-        FreezePolicy, FreezePolicyStatus, GOVERNANCE_ENFORCED, GOVERNANCE_LABEL, MetricStatus, NextFreeze,
-        RELEASED_BY_ANNOTATION, REQUEST_ANNOTATION, REQUESTED_BY_ANNOTATION, REVISION_HASH_ANNOTATION,
-        ROLLOUT_LABEL, Rollout, RolloutSpec, RolloutStatus, TRACK_LABEL,
+        AnalysisTemplateSpec, CanaryStrategy, FINALIZER, FREEZE_OVERRIDE_ANNOTATION,
+        FREEZE_OVERRIDE_BY_ANNOTATION, FreezePolicy, FreezePolicyStatus, GOVERNANCE_ENFORCED,
+        GOVERNANCE_LABEL, MetricStatus, NextFreeze, RELEASE_PLAN_ANNOTATION, RELEASED_BY_ANNOTATION,
+        REQUEST_ANNOTATION, REQUESTED_BY_ANNOTATION, REVISION_HASH_ANNOTATION, ROLLOUT_LABEL, ReleasePlan,
+        Rollout, RolloutSpec, RolloutStatus, TRACK_LABEL,
     },
     freeze,
     lease::Leadership,
     machine::{self, Action as Step, Approval, EventType, Freeze, Observed, OverrideRequest, Request},
     metrics::{ControllerMetrics, ErrorLabels, OutcomeLabels, StepLabels},
+    plan_machine,
     providers::{Providers, Target},
     validate,
 };
@@ -328,6 +330,17 @@ pub fn canary_name(deployment: &str) -> String {
 }
 
 async fn publish(ctx: &Context, rollout: &Rollout, type_: EventType, reason: &str, note: String) {
+    publish_to(ctx, &rollout.object_ref(&()), type_, reason, note).await;
+}
+
+/// Records a Kubernetes Event about `regarding` (a Rollout, a ReleasePlan).
+pub(crate) async fn publish_to(
+    ctx: &Context,
+    regarding: &k8s_openapi::api::core::v1::ObjectReference,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
     let event = KubeEvent {
         type_: match type_ {
             EventType::Normal => KubeEventType::Normal,
@@ -344,7 +357,7 @@ async fn publish(ctx: &Context, rollout: &Rollout, type_: EventType, reason: &st
         ),
         secondary: None,
     };
-    if let Err(e) = ctx.recorder.publish(&event, &rollout.object_ref(&())).await {
+    if let Err(e) = ctx.recorder.publish(&event, regarding).await {
         tracing::warn!(error = %e, reason, "cannot publish event");
     }
 }
@@ -457,6 +470,8 @@ async fn apply(rollout: Arc<Rollout>, ctx: &Context) -> Result<Action, Error> {
 
     let governance = governance(ctx, &rollout, &ns, Utc::now()).await?;
 
+    // The Rollout's own strategy, plus the shared analysis of a ReleasePlan releasing it.
+    let strategy = strategy_with_plan(ctx, &rollout, &deployment, &hash, &templates).await?;
     let canary_deployment = deployments.get_opt(&canary_name(&spec.deployment_name)).await?;
     let mut status = prev.clone();
     let mut next_due: Option<chrono::DateTime<Utc>> = None;
@@ -464,6 +479,7 @@ async fn apply(rollout: Arc<Rollout>, ctx: &Context) -> Result<Action, Error> {
         next_due = measure(
             ctx,
             &rollout,
+            &strategy,
             &templates,
             &mut status,
             dspec.selector.match_labels.clone().unwrap_or_default(),
@@ -489,7 +505,7 @@ async fn apply(rollout: Arc<Rollout>, ctx: &Context) -> Result<Action, Error> {
         .progress_deadline_seconds
         .map(|s| Duration::from_secs(s.into()))
         .unwrap_or(machine::DEFAULT_PROGRESS_DEADLINE);
-    let plan = machine::plan(&spec.strategy.canary, &status, &obs, deadline);
+    let plan = machine::plan(&strategy, &status, &obs, deadline);
     let mut new_status = plan.status;
     new_status.observed_generation = rollout.metadata.generation;
 
@@ -543,7 +559,7 @@ async fn apply(rollout: Arc<Rollout>, ctx: &Context) -> Result<Action, Error> {
             &new_status,
             &plan.actions,
             obs.now,
-            &|run, metric| run_metric(spec, &templates, run, metric),
+            &|run, metric| run_metric(&strategy, &templates, run, metric),
         );
         if plan.request_handled
             && let Some(who) = audit::requester(rollout.annotations(), governance_enforced)
@@ -590,14 +606,40 @@ async fn apply(rollout: Arc<Rollout>, ctx: &Context) -> Result<Action, Error> {
     Ok(Action::requeue(requeue))
 }
 
+/// The strategy the Rollout runs for template `hash`: its own, with the shared analysis of the
+/// ReleasePlan named on the Deployment (`payplane.io/release-plan`) added to the background
+/// analysis while that plan releases this revision. The Rollout's spec is not changed.
+async fn strategy_with_plan(
+    ctx: &Context,
+    rollout: &Rollout,
+    deployment: &Deployment,
+    hash: &str,
+    templates: &BTreeMap<String, AnalysisTemplateSpec>,
+) -> Result<CanaryStrategy, Error> {
+    let own = &rollout.spec.strategy.canary;
+    let Some(plan) = deployment.annotations().get(RELEASE_PLAN_ANNOTATION) else {
+        return Ok(own.clone());
+    };
+    let api: Api<ReleasePlan> = Api::namespaced(ctx.client.clone(), &rollout.namespace().unwrap_or_default());
+    let plan = match api.get_opt(plan).await {
+        Ok(Some(plan)) => plan,
+        Ok(None) => return Ok(own.clone()),
+        // The ReleasePlan CRD is not installed.
+        Err(kube::Error::Api(s)) if s.code == 404 => return Ok(own.clone()),
+        // Not silently without the shared metrics: the run would be judged on fewer of them.
+        Err(e) => return Err(e.into()),
+    };
+    let shared = plan_machine::shared_metrics(&plan, &rollout.name_any(), hash, templates);
+    Ok(plan_machine::with_shared(own, shared, templates))
+}
+
 /// The metric `metric` of analysis run `run` (`background` or `step-<i>`), for the evidence.
 fn run_metric(
-    spec: &RolloutSpec,
+    canary: &CanaryStrategy,
     templates: &BTreeMap<String, AnalysisTemplateSpec>,
     run: &str,
     metric: &str,
 ) -> Option<crate::crd::Metric> {
-    let canary = &spec.strategy.canary;
     let aref = if run == BACKGROUND_RUN {
         canary.analysis.as_ref()
     } else {
@@ -982,11 +1024,11 @@ fn observe(
 async fn measure(
     ctx: &Context,
     rollout: &Rollout,
+    canary: &CanaryStrategy,
     templates: &BTreeMap<String, AnalysisTemplateSpec>,
     status: &mut RolloutStatus,
     selector: BTreeMap<String, String>,
 ) -> Option<chrono::DateTime<Utc>> {
-    let canary = &rollout.spec.strategy.canary;
     let now = Utc::now();
     let mut next: Option<chrono::DateTime<Utc>> = None;
     let uid = rollout.uid().unwrap_or_default();

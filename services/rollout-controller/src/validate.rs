@@ -136,7 +136,7 @@ pub fn validate(spec: &RolloutSpec, templates: &BTreeMap<String, AnalysisTemplat
     out
 }
 
-fn validate_analysis(
+pub fn validate_analysis(
     path: &str,
     analysis: &AnalysisRef,
     templates: &BTreeMap<String, AnalysisTemplateSpec>,

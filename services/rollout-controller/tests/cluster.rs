@@ -15,70 +15,29 @@ use k8s_openapi::api::{
     rbac::v1::{Role, RoleBinding},
 };
 use kube::{
-    Api, Client, CustomResourceExt, ResourceExt,
+    Api, Client, ResourceExt,
     api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
 };
 use payplane_delivery::{EventKind, Outcome, ReleaseEvent, event::Verdict};
 use payplane_rollout_controller::{
-    app, cdevents,
+    cdevents,
     crd::{
-        AnalysisRef, AnalysisTemplateSpec, ApprovalStep, CanaryStep, DateRange, FreezePolicy,
-        FreezePolicySpec, FreezeWindow, Metric, NamespaceSelector, PauseReason, PauseStep, Phase,
-        PrometheusProvider, Provider, Rollout, RolloutSpec, RolloutStatus, TemplateRef,
+        AnalysisRef, ApprovalStep, CanaryStep, DateRange, FreezePolicy, FreezePolicySpec, FreezeWindow,
+        NamespaceSelector, PauseReason, Phase, Rollout, RolloutSpec, RolloutStatus, TemplateRef,
     },
     lease::LeaseConfig,
-    metrics::ControllerMetrics,
     reconcile::{canary_name, template_hash},
 };
 use payplane_testkit::cluster;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-/// Evaluates the (async) condition every 200 ms until true, or panics naming what it waited for.
-macro_rules! wait {
-    ($what:expr, $timeout:expr, $check:expr) => {{
-        let timeout: Duration = $timeout;
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            if $check {
-                break;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out after {timeout:?} waiting for: {}",
-                $what
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }};
-}
-
-const IMAGE: &str = "localhost/payplane/busybox:1.0";
-const MANAGER: &str = "rollout-controller-tests";
-
-async fn cluster() -> Client {
-    let hint = "the local cluster is not reachable: run `ci/cluster up && eval \"$(ci/cluster env)\"` \
-                (KUBECONFIG must point at it), then re-run these tests";
-    let client = match Client::try_default().await {
-        Ok(c) => c,
-        Err(e) => panic!("{hint} ({e})"),
-    };
-    if let Err(e) = client.apiserver_version().await {
-        panic!("{hint} ({e})");
-    }
-    install_crds(&client).await;
-    client
-}
-
-async fn install_crds(client: &Client) {
-    let crds = vec![
-        Rollout::crd(),
-        payplane_rollout_controller::crd::AnalysisTemplate::crd(),
-        FreezePolicy::crd(),
-        ReleaseEvent::crd(),
-    ];
-    cluster::apply_crds(client, MANAGER, crds).await;
-}
+#[macro_use]
+mod common;
+use common::{
+    Controller, IMAGE, cluster, deployment, fake_prometheus, inline_prometheus, install_policies, pause,
+    weight,
+};
 
 struct TestNs {
     client: Client,
@@ -141,84 +100,6 @@ fn rand_suffix() -> u64 {
         % 1000) as u64
 }
 
-/// A controller instance in this process, watching the test namespace.
-struct Controller {
-    stop: CancellationToken,
-    handle: tokio::task::JoinHandle<()>,
-    /// Shared with the running controller: its reconcile counter shows a busy loop.
-    metrics: ControllerMetrics,
-}
-
-impl Controller {
-    fn start(client: &Client, ns: &str, lease: Option<LeaseConfig>) -> Self {
-        Self::start_with(client, ns, lease, None)
-    }
-
-    fn start_with(
-        client: &Client,
-        ns: &str,
-        lease: Option<LeaseConfig>,
-        cdevents: Option<cdevents::Config>,
-    ) -> Self {
-        let stop = CancellationToken::new();
-        let metrics =
-            ControllerMetrics::register(&payplane_runtime::Metrics::new("rollout-controller", "test"));
-        let settings = app::Settings {
-            // The FreezePolicies of this test only (they are cluster-scoped).
-            freeze_policy_selector: Some(format!("payplane.io/test-ns={ns}")),
-            namespace: Some(ns.to_owned()),
-            rollout_selector: None,
-            instance: lease.as_ref().map(|l| l.identity.clone()),
-            lease,
-            cdevents,
-        };
-        let handle = tokio::spawn(app::run(client.clone(), settings, metrics.clone(), stop.clone()));
-        Self {
-            stop,
-            handle,
-            metrics,
-        }
-    }
-
-    /// Graceful stop: releases the Lease.
-    async fn stop(self) {
-        self.stop.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(10), self.handle).await;
-    }
-
-    /// A crash: the task dies without releasing anything.
-    fn kill(self) {
-        self.handle.abort();
-    }
-}
-
-fn deployment(name: &str, version: &str, replicas: i32) -> Deployment {
-    serde_json::from_value(json!({
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "labels": {"app": name}},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": name}},
-            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {
-                    "terminationGracePeriodSeconds": 1,
-                    "containers": [{
-                        "name": "app",
-                        "image": IMAGE,
-                        "imagePullPolicy": "Never",
-                        "command": ["sleep", "3600"],
-                        "env": [{"name": "VERSION", "value": version}],
-                    }],
-                },
-            },
-        },
-    }))
-    .unwrap()
-}
-
 async fn create_deployment(ns: &TestNs, name: &str, version: &str, replicas: i32) {
     ns.api::<Deployment>()
         .create(&PostParams::default(), &deployment(name, version, replicas))
@@ -238,21 +119,6 @@ async fn set_version(ns: &TestNs, name: &str, version: &str) {
 async fn current_hash(ns: &TestNs, name: &str) -> String {
     let d = ns.api::<Deployment>().get(name).await.unwrap();
     template_hash(&serde_json::to_value(&d.spec.template).unwrap())
-}
-
-fn weight(w: i32) -> CanaryStep {
-    CanaryStep {
-        set_weight: Some(w),
-        ..Default::default()
-    }
-}
-fn pause(duration: Option<&str>) -> CanaryStep {
-    CanaryStep {
-        pause: Some(PauseStep {
-            duration: duration.map(Into::into),
-        }),
-        ..Default::default()
-    }
 }
 
 async fn create_rollout(
@@ -591,28 +457,6 @@ async fn abort_retry_undo_and_supersede() {
     ns.finish(controller).await;
 }
 
-fn inline_prometheus(address: Option<String>, min: f64) -> AnalysisRef {
-    AnalysisRef {
-        inline: Some(AnalysisTemplateSpec {
-            metrics: vec![Metric {
-                name: "success-rate".into(),
-                interval: Some("1s".into()),
-                provider: Provider {
-                    prometheus: Some(PrometheusProvider {
-                        address,
-                        query: "payment_success_rate".into(),
-                        min: Some(min),
-                        max: None,
-                    }),
-                    ..Default::default()
-                },
-                ..Default::default()
-            }],
-        }),
-        ..Default::default()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_specs_get_a_condition_naming_the_field_and_an_event() {
     let client = cluster().await;
@@ -729,22 +573,6 @@ async fn invalid_specs_get_a_condition_naming_the_field_and_an_event() {
 }
 
 /// A one-route Prometheus HTTP API answering `value` for any instant query.
-async fn fake_prometheus(value: Arc<std::sync::Mutex<String>>) -> String {
-    use axum::{Router, routing::get};
-    let app = Router::new().route(
-        "/api/v1/query",
-        get(move || {
-            let v = value.lock().unwrap().clone();
-            async move {
-                axum::Json(json!({"status": "success", "data": {"resultType": "vector", "result": [{"metric": {}, "value": [0, v]}]}}))
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    address
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_background_analysis_aborts_even_during_a_manual_pause() {
@@ -1215,14 +1043,6 @@ async fn user_client(admin: &Client, name: &str, groups: &[&str]) -> Client {
     let info = review.status.and_then(|s| s.user_info).unwrap();
     assert_eq!(info.username.as_deref(), Some(name));
     user
-}
-
-/// The admission policies and bindings shipped in charts/rollout-controller/policies/.
-async fn install_policies(client: &Client) {
-    let dir =
-        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../charts/rollout-controller/policies");
-    let files = [dir.join("release-identity.yaml"), dir.join("bindings.yaml")];
-    cluster::apply_admission_policies(client, MANAGER, &files).await;
 }
 
 /// `user` changes the Deployment's template (a chart upgrade), stamping `released_by`.

@@ -25,7 +25,7 @@ fn committed_crds_match_the_types() {
 #[test]
 fn the_crds_are_the_expected_resources() {
     let files = payplane_rollout_controller::crd_files();
-    assert_eq!(files.len(), 4);
+    assert_eq!(files.len(), 5);
     assert!(
         files[0].1.contains("name: rollouts.payplane.io"),
         "{}",
@@ -41,5 +41,12 @@ fn the_crds_are_the_expected_resources() {
     assert!(
         !files[3].1.contains("subresources:"),
         "ReleaseEvents are immutable records: no status"
+    );
+    assert!(
+        files[4].1.contains("name: releaseplans.payplane.io")
+            && files[4].1.contains("scope: Namespaced")
+            && files[4].1.contains("status: {}")
+            && files[4].1.contains("- rp"),
+        "ReleasePlan: namespaced, status subresource, shortname rp"
     );
 }

@@ -1,9 +1,10 @@
 //! The release verbs: `release`, `status`, `watch`, `promote`, `abort`, `retry`, `pause`,
-//! `resume`, `undo`, `approve`. They read and write the services' Rollouts; the rollout
+//! `resume`, `undo`, `approve`, and `plan` (a coordinated release of several services). They read and write the services' Rollouts; the rollout
 //! controller does the releasing. Each verb checks first whether it makes sense now and says
 //! why not, then waits for the controller to take the request, so that a person sees the
 //! effect (or learns that no controller is listening).
 
+pub mod plan;
 pub mod target;
 pub mod view;
 pub mod watch;
@@ -90,7 +91,32 @@ pub enum Command {
     /// policy refuses any other. Four-eyes steps refuse the person who started the release.
     #[command(after_help = "Example:\n  payplane approve accounting -n payplane")]
     Approve(ServiceArgs),
+
+    /// Release several services in order from a ReleasePlan file, rolled back together on failure.
+    ///
+    /// Creates the plan; the rollout controller releases each service through its Rollout only
+    /// after the previous one is promoted, runs the plan's shared analysis in the one in flight,
+    /// and when one fails rolls back those already promoted, last first. Prints a line per
+    /// transition until the end. Exit codes: 0 succeeded, 1 rolled back (or failed), 4 invalid
+    /// plan, 5 --timeout passed, 2 the command itself failed.
+    #[command(after_help = PLAN_EXAMPLES)]
+    Plan(plan::PlanArgs),
 }
+
+const PLAN_EXAMPLES: &str = "\
+Examples:
+  # release-1.8.yaml:
+  #   apiVersion: payplane.io/v1alpha1
+  #   kind: ReleasePlan
+  #   metadata: {name: release-1-8}
+  #   spec:
+  #     services:
+  #       - {rollout: accounting, image: \"1.8.0\"}
+  #       - {rollout: gateway, image: \"1.8.0\"}
+  payplane plan release-1.8.yaml -n payplane
+
+  # Start it and return; follow with kubectl:
+  payplane plan release-1.8.yaml -n payplane --detach";
 
 const RELEASE_EXAMPLES: &str = "\
 Examples:
@@ -251,6 +277,7 @@ pub async fn run(command: Command) -> Result<ExitCode> {
         Command::Pause(a) => pause(a).await,
         Command::Undo(a) => undo(a).await,
         Command::Approve(a) => approve(a).await,
+        Command::Plan(a) => plan::run(a).await,
     }
 }
 
