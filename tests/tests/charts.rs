@@ -158,6 +158,47 @@ fn parts_switch_off_and_autoscaling_replaces_fixed_replicas() {
 }
 
 #[test]
+fn the_hpa_takes_its_bounds_cpu_target_and_scale_down_window_from_values() {
+    // What tests/tests/autoscale.rs installs.
+    let mut sets = INSTALL.to_vec();
+    sets.extend([
+        "gateway.autoscaling.enabled=true",
+        "gateway.autoscaling.minReplicas=1",
+        "gateway.autoscaling.maxReplicas=4",
+        "gateway.autoscaling.targetCPUUtilizationPercentage=50",
+        "gateway.autoscaling.scaleDownStabilizationSeconds=30",
+        "gateway.resources.requests.cpu=20m",
+    ]);
+    let docs = template("pp", "payplane", &sets).unwrap_or_else(|e| panic!("helm template failed:\n{e}"));
+    let spec = &find(&docs, "HorizontalPodAutoscaler", "pp-gateway").unwrap()["spec"];
+    assert_eq!(spec["minReplicas"], 1);
+    assert_eq!(spec["maxReplicas"], 4);
+    let metrics = spec["metrics"].as_array().unwrap();
+    assert_eq!(metrics.len(), 1, "{metrics:?}");
+    assert_eq!(metrics[0]["type"], "Resource");
+    assert_eq!(metrics[0]["resource"]["name"], "cpu");
+    assert_eq!(metrics[0]["resource"]["target"]["type"], "Utilization");
+    assert_eq!(metrics[0]["resource"]["target"]["averageUtilization"], 50);
+    assert_eq!(spec["behavior"]["scaleDown"]["stabilizationWindowSeconds"], 30);
+    // Utilization is a share of the request: the container must have one.
+    let d = find(&docs, "Deployment", "pp-gateway").unwrap();
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"],
+        "20m"
+    );
+    // The defaults: off, and when on, a minute before scaling in.
+    let docs = template(
+        "pp",
+        "payplane",
+        &[INSTALL, &["gateway.autoscaling.enabled=true"]].concat(),
+    )
+    .unwrap();
+    let spec = &find(&docs, "HorizontalPodAutoscaler", "pp-gateway").unwrap()["spec"];
+    assert_eq!(spec["behavior"]["scaleDown"]["stabilizationWindowSeconds"], 60);
+    assert!(of_kind(&rendered(), "HorizontalPodAutoscaler").is_empty());
+}
+
+#[test]
 fn bad_values_fail_with_a_message_naming_the_value() {
     let err = template("pp", "payplane", &[]).unwrap_err();
     assert!(err.contains("/global/database/existingSecret"), "{err}");
