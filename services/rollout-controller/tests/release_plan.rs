@@ -641,8 +641,20 @@ async fn deleting_a_plan_mid_way_stops_it_and_the_release_in_flight_goes_on_alon
             .unwrap()
             .is_none()
     );
-    // The release in flight is the Rollout's: promoted by a person, it completes.
-    let patch = json!({"metadata": {"annotations": {"payplane.io/request": "promote-full"}}});
+    // The release in flight is the Rollout's: promoted by a person (in their own name, as the
+    // namespace's policy requires), it completes.
+    let me = Api::<k8s_openapi::api::authentication::v1::SelfSubjectReview>::all(client.clone())
+        .create(&PostParams::default(), &Default::default())
+        .await
+        .expect("SelfSubjectReview")
+        .status
+        .and_then(|s| s.user_info)
+        .and_then(|u| u.username)
+        .expect("a user name");
+    let patch = json!({"metadata": {"annotations": {
+        "payplane.io/request": "promote-full",
+        "payplane.io/requested-by": me,
+    }}});
     ns.api::<Rollout>()
         .patch("ledger", &PatchParams::default(), &Patch::Merge(patch))
         .await
