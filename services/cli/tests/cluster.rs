@@ -5,15 +5,12 @@
 //!
 //! `eval "$(ci/cluster env)" && cargo test -p payplane-cli --test cluster`
 
-use std::{path::Path, process::Output, time::Duration};
+use std::{path::Path, process::Output};
 
 use chrono::{DateTime, Utc};
-use k8s_openapi::{
-    api::core::v1::Namespace, apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
-};
 use kube::{
-    Api, Client, CustomResourceExt, ResourceExt,
-    api::{DeleteParams, Patch, PatchParams, PostParams},
+    Api, Client, CustomResourceExt,
+    api::{Patch, PatchParams},
     config::Kubeconfig,
 };
 use payplane_delivery::{
@@ -21,78 +18,15 @@ use payplane_delivery::{
     ReleaseContext, ReleaseEvent,
     event::{AnalysisEvidence, SYSTEM_ACTOR, Verdict, next_sequence, record, release_selector},
 };
+use payplane_testkit::cluster::{self, TestNamespace};
 use serde_json::json;
 
 const MANAGER: &str = "payplane-cli-tests";
 
 async fn cluster() -> Client {
-    let hint = "the local cluster is not reachable: run `ci/cluster up && eval \"$(ci/cluster env)\"` \
-                (KUBECONFIG must point at it), then re-run these tests";
-    let client = match Client::try_default().await {
-        Ok(c) => c,
-        Err(e) => panic!("{hint} ({e})"),
-    };
-    if let Err(e) = client.apiserver_version().await {
-        panic!("{hint} ({e})");
-    }
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let crd = ReleaseEvent::crd();
-    let name = crd.name_any();
-    crds.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&crd))
-        .await
-        .expect("install the ReleaseEvent CRD");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let established = crds
-            .get(&name)
-            .await
-            .ok()
-            .and_then(|c| c.status)
-            .and_then(|s| s.conditions)
-            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Established" && c.status == "True"));
-        if established {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "CRD {name} not established in 30 s"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let client = cluster::admin_client().await;
+    cluster::apply_crds(&client, MANAGER, vec![ReleaseEvent::crd()]).await;
     client
-}
-
-struct TestNs {
-    client: Client,
-    name: String,
-}
-
-impl TestNs {
-    async fn new(client: &Client, prefix: &str) -> Self {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let name = format!("cli-{prefix}-{}-{}", std::process::id(), nanos % 100_000);
-        let ns = serde_json::from_value::<Namespace>(json!({
-            "metadata": {"name": name, "labels": {"payplane.io/test": "payplane-cli"}}
-        }))
-        .unwrap();
-        Api::<Namespace>::all(client.clone())
-            .create(&PostParams::default(), &ns)
-            .await
-            .expect("create namespace");
-        Self {
-            client: client.clone(),
-            name,
-        }
-    }
-
-    async fn delete(self) {
-        let _ = Api::<Namespace>::all(self.client.clone())
-            .delete(&self.name, &DeleteParams::background())
-            .await;
-    }
 }
 
 fn payplane(args: &[&str], kubeconfig: Option<&Path>) -> Output {
@@ -116,7 +50,7 @@ fn ok(args: &[&str]) -> String {
 
 /// acct 1: promoted (lead 3 h); acct 2: 25 %, failed analysis, aborted, rolled back (restore
 /// 4 min); route 5: promoted (lead 1 h). All two days ago, inside the default 30-day window.
-async fn create_events(ns: &TestNs) {
+async fn create_events(ns: &TestNamespace) {
     let base: DateTime<Utc> = Utc::now() - chrono::Duration::days(2);
     let m = |min: i64| base + chrono::Duration::minutes(min);
     let acct1 = ReleaseContext::new("acct", "acct", 1, "aaaa1111").with_commit("c1", m(-120));
@@ -223,7 +157,7 @@ fn two_context_kubeconfig(dir: &Path) -> std::path::PathBuf {
 #[tokio::test]
 async fn report_audit_and_history_read_the_cluster() {
     let client = cluster().await;
-    let ns = TestNs::new(&client, "report").await;
+    let ns = TestNamespace::create(&client, "payplane-cli", "cli-report").await;
     create_events(&ns).await;
     let n = ns.name.as_str();
 
