@@ -72,6 +72,22 @@ pub fn load_pod_result(ns: &str, name: &str, timeout: Duration) -> Result<Value>
     load_summary(&kubectl(&["-n", ns, "logs", name])?)
 }
 
+/// Waits until every Deployment of the Helm release `instance` in `ns` has rolled out and is
+/// available (`kubectl rollout status`), for at most `timeout` (e.g. `3m`).
+pub fn wait_for_deployments(ns: &str, instance: &str, timeout: &str) -> Result<()> {
+    kubectl(&[
+        "-n",
+        ns,
+        "rollout",
+        "status",
+        "deployment",
+        "-l",
+        &format!("app.kubernetes.io/instance={instance}"),
+        &format!("--timeout={timeout}"),
+    ])
+    .map(|_| ())
+}
+
 pub fn is_ready(pod: &Value) -> bool {
     pod["status"]["conditions"]
         .as_array()

@@ -18,7 +18,7 @@ use anyhow::{Context, Result};
 use payplane_e2e::{
     helm::charts_dir,
     kube::{helm_run, kubectl, require_cluster, required_env, wait_for},
-    platform::{assert_no_failed_payment, is_ready, load_pod_result, start_load_pod},
+    platform::{assert_no_failed_payment, is_ready, load_pod_result, start_load_pod, wait_for_deployments},
 };
 use serde_json::Value;
 
@@ -213,17 +213,8 @@ fn the_gateway_scales_out_under_payment_load_and_back_in_when_it_stops() {
         "FIGURE autoscale: helm install --wait took {:.1} s",
         took.as_secs_f64()
     );
-    kubectl(&[
-        "-n",
-        ns,
-        "rollout",
-        "status",
-        "deployment",
-        "-l",
-        &format!("app.kubernetes.io/instance={RELEASE}"),
-        "--timeout=3m",
-    ])
-    .unwrap_or_else(|e| panic!("deployments not available: {e:#}\n{}", env.pods_table()));
+    wait_for_deployments(ns, RELEASE, "3m")
+        .unwrap_or_else(|e| panic!("deployments not available: {e:#}\n{}", env.pods_table()));
 
     // 2. Idle: the HPA reads the gateway's CPU (metrics-server works) and wants the minimum.
     //    Were the idle pods over the target, a scale-out below would prove nothing.

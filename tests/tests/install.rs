@@ -15,7 +15,9 @@ use anyhow::{Context, Result};
 use payplane_e2e::{
     helm::charts_dir,
     kube::{helm_run, kubectl, require_cluster, required_env, wait_for},
-    platform::{assert_no_failed_payment, curl_json, is_ready, load_pod_result, start_load_pod},
+    platform::{
+        assert_no_failed_payment, curl_json, is_ready, load_pod_result, start_load_pod, wait_for_deployments,
+    },
 };
 use serde_json::Value;
 
@@ -152,17 +154,7 @@ fn install_test_upgrade_under_load_and_uninstall() {
     // by when no client still holds a cached "no such name" for a sibling that was not Ready
     // yet when it first looked (the cluster DNS caches that for 30 s).
     let avail = Instant::now();
-    kubectl(&[
-        "-n",
-        ns,
-        "rollout",
-        "status",
-        "deployment",
-        "-l",
-        &format!("app.kubernetes.io/instance={RELEASE}"),
-        "--timeout=3m",
-    ])
-    .unwrap_or_else(|e| panic!("deployments not available: {e:#}"));
+    wait_for_deployments(ns, RELEASE, "3m").unwrap_or_else(|e| panic!("deployments not available: {e:#}"));
     println!(
         "FIGURE install: every Deployment available {:.1} s after helm returned",
         avail.elapsed().as_secs_f64()
@@ -191,17 +183,7 @@ fn install_test_upgrade_under_load_and_uninstall() {
     let up_start = Instant::now();
     env.install(&env.next_tag)
         .unwrap_or_else(|e| panic!("upgrade failed: {e:#}"));
-    kubectl(&[
-        "-n",
-        ns,
-        "rollout",
-        "status",
-        "deployment",
-        "-l",
-        &format!("app.kubernetes.io/instance={RELEASE}"),
-        "--timeout=5m",
-    ])
-    .unwrap_or_else(|e| panic!("deployments not rolled out: {e:#}"));
+    wait_for_deployments(ns, RELEASE, "5m").unwrap_or_else(|e| panic!("deployments not rolled out: {e:#}"));
     let took = up_start.elapsed();
     let upgraded_at = load_started.elapsed();
     println!(

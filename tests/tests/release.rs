@@ -16,7 +16,7 @@ use anyhow::{Result, bail};
 use payplane_e2e::{
     helm::charts_dir,
     kube::{helm_run, kubectl, require_cluster, required_env, run, wait_for},
-    platform::{assert_no_failed_payment, load_pod_result, start_load_pod},
+    platform::{assert_no_failed_payment, load_pod_result, start_load_pod, wait_for_deployments},
 };
 use serde_json::Value;
 
@@ -412,17 +412,7 @@ fn canary_releases_of_accounting_under_payment_load() {
     let start = Instant::now();
     env.platform(&env.tag, &[], true)
         .unwrap_or_else(|e| panic!("platform install failed: {e:#}"));
-    kubectl(&[
-        "-n",
-        ns,
-        "rollout",
-        "status",
-        "deployment",
-        "-l",
-        &format!("app.kubernetes.io/instance={RELEASE}"),
-        "--timeout=3m",
-    ])
-    .unwrap_or_else(|e| panic!("deployments not available: {e:#}"));
+    wait_for_deployments(ns, RELEASE, "3m").unwrap_or_else(|e| panic!("deployments not available: {e:#}"));
     let first = env
         .wait_phase("Healthy", "stableRevision", Duration::from_secs(60))
         .unwrap_or_else(|e| panic!("the Rollout did not adopt the Deployment: {e:#}"));
