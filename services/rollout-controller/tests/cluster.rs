@@ -71,20 +71,7 @@ impl TestNs {
     /// Deletes the Rollouts while the controller still runs (their finalizer hands the
     /// Deployment back), checks they are gone, stops the controller and deletes the namespace.
     async fn finish(self, controller: Controller) {
-        let rollouts = self.api::<Rollout>();
-        let _ = rollouts
-            .delete_collection(&DeleteParams::default(), &ListParams::default())
-            .await;
-        wait!(
-            "Rollouts deleted through their finalizer",
-            Duration::from_secs(30),
-            rollouts
-                .list(&ListParams::default())
-                .await
-                .map(|l| l.items.is_empty())
-                .unwrap_or(false)
-        );
-        controller.stop().await;
+        controller.retire(self.api::<Rollout>()).await;
         let _ = Api::<Namespace>::all(self.client.clone())
             .delete(&self.name, &DeleteParams::background())
             .await;

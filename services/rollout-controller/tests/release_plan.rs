@@ -238,20 +238,7 @@ fn time(s: &Option<String>) -> chrono::DateTime<chrono::Utc> {
 /// Deletes the Rollouts while the controller runs (their finalizer hands the Deployments back),
 /// stops the controller and deletes the namespace.
 async fn finish(ns: TestNamespace, controller: Controller) {
-    let rollouts = ns.api::<Rollout>();
-    let _ = rollouts
-        .delete_collection(&DeleteParams::default(), &ListParams::default())
-        .await;
-    wait!(
-        "Rollouts deleted through their finalizer",
-        Duration::from_secs(30),
-        rollouts
-            .list(&ListParams::default())
-            .await
-            .map(|l| l.items.is_empty())
-            .unwrap_or(false)
-    );
-    controller.stop().await;
+    controller.retire(ns.api::<Rollout>()).await;
     ns.delete().await;
 }
 

@@ -11,27 +11,6 @@ use serde::Serialize;
 
 use super::jaeger::{Trace, find_tag};
 
-/// The canonical gRPC status code names, by number.
-const GRPC_CODES: [&str; 17] = [
-    "OK",
-    "CANCELLED",
-    "UNKNOWN",
-    "INVALID_ARGUMENT",
-    "DEADLINE_EXCEEDED",
-    "NOT_FOUND",
-    "ALREADY_EXISTS",
-    "PERMISSION_DENIED",
-    "RESOURCE_EXHAUSTED",
-    "FAILED_PRECONDITION",
-    "ABORTED",
-    "OUT_OF_RANGE",
-    "UNIMPLEMENTED",
-    "INTERNAL",
-    "UNAVAILABLE",
-    "DATA_LOSS",
-    "UNAUTHENTICATED",
-];
-
 /// Narrower than this and a bar can no longer show where in the trace a span ran.
 const MIN_BAR_WIDTH: usize = 10;
 const BAR: char = '█';
@@ -60,7 +39,11 @@ impl SpanRow {
     /// `UNAVAILABLE(14)`.
     fn grpc_status(&self) -> Option<String> {
         let code = self.grpc_status_code?;
-        let name = usize::try_from(code).ok().and_then(|c| GRPC_CODES.get(c));
+        // Numbers outside the 17 canonical codes have no name (`from_i32` would say UNKNOWN).
+        let name = i32::try_from(code)
+            .ok()
+            .filter(|c| (0..=16).contains(c))
+            .map(|c| payplane_runtime::code_name(tonic::Code::from_i32(c)));
         Some(match name {
             Some(name) => format!("{name}({code})"),
             None => format!("code {code}"),

@@ -113,6 +113,25 @@ impl Controller {
         let _ = tokio::time::timeout(Duration::from_secs(10), self.handle).await;
     }
 
+    /// Deletes the Rollouts of `rollouts` while still running (their finalizer hands the
+    /// Deployments back), checks they are gone, then stops.
+    pub async fn retire(self, rollouts: kube::Api<Rollout>) {
+        use kube::api::{DeleteParams, ListParams};
+        let _ = rollouts
+            .delete_collection(&DeleteParams::default(), &ListParams::default())
+            .await;
+        wait!(
+            "Rollouts deleted through their finalizer",
+            Duration::from_secs(30),
+            rollouts
+                .list(&ListParams::default())
+                .await
+                .map(|l| l.items.is_empty())
+                .unwrap_or(false)
+        );
+        self.stop().await;
+    }
+
     /// A crash: the task dies without releasing anything.
     pub fn kill(self) {
         self.handle.abort();
