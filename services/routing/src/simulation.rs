@@ -31,7 +31,6 @@ success_rate:
   prior_weight: 5
   elimination:
     enabled: true
-    sigma_factor: 3
     min_gap: 0.15
     min_success_rate: 0.2
     min_samples: 20
@@ -81,9 +80,9 @@ pub struct Report {
     pub a_share_per_s: Vec<f64>,
     /// A's share over the 30 s before the brownout.
     pub a_share_before: f64,
-    /// Attempts on A after the brownout began until the engine chose A on its success rate for
-    /// the last time during the brownout (its score stayed below B's from then on); `None` when
-    /// it never did.
+    /// Attempts on A after the brownout began until the engine chose A for the last time during
+    /// the brownout other than to explore or probe it (on its success rate, or as the only
+    /// active channel); `None` when it never did.
     pub detection_attempts: Option<u64>,
     /// The same moment counted in A's outcomes reported since the brownout began (the
     /// attempts above include those still in flight, waiting for their outcome).
@@ -99,6 +98,9 @@ pub struct Report {
     pub readmitted_after_s: Option<f64>,
     /// Readmissions of A while it was still browned out (lucky probe batches).
     pub readmitted_during_brownout: u32,
+    /// Eliminations of a healthy channel: B at any time, A before the brownout or after its
+    /// recovery was readmitted.
+    pub false_eliminations: u32,
     /// A's share over the last 30 s of the run.
     pub a_share_end: f64,
 }
@@ -138,6 +140,10 @@ pub fn run(scenario: &Scenario) -> Report {
             // Outcomes of decisions made during the brownout (not those still arriving from before).
             if channel == a && due >= start_ms + brownout_ms + scenario.feedback_delay_ms {
                 outcomes_on_a_since_brownout += 1;
+            }
+            let healthy = channel != a || due < start_ms + brownout_ms || report.readmitted_after_s.is_some();
+            if healthy && matches!(change, Some(StateChange::Eliminated { .. })) {
+                report.false_eliminations += 1;
             }
             if channel == a {
                 match change {
@@ -191,8 +197,12 @@ pub fn run(scenario: &Scenario) -> Report {
             } else {
                 scenario.b_rate
             };
-            // Conservative: the last time, during the brownout, that A still won on its score.
-            if t >= brownout_ms && t < recovery_ms && d.strategy == Strategy::SuccessRate && d.channel == a {
+            // Conservative: the last time, during the brownout, that A still got traffic on merit.
+            if t >= brownout_ms
+                && t < recovery_ms
+                && d.channel == a
+                && !matches!(d.strategy, Strategy::Exploration | Strategy::RecoveryProbe)
+            {
                 report.detection_attempts = Some(attempts_on_a_since_brownout);
                 report.detection_outcomes = Some(outcomes_on_a_since_brownout);
             }

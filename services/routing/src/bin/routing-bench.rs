@@ -400,24 +400,33 @@ fn brownout(seeds: u64) {
         base.b_rate * 100.0
     );
     println!(
-        "  seed  detect(attempts)  eliminate(attempts, s)  moved@60s  moved90%(s)  readmit(s)  A-share before/end  explore"
+        "  seed  detect(attempts)  eliminate(attempts, s)  moved@60s  moved90%(s)  readmit(s)  A-share before/end  explore  false-elim"
     );
     let mut worst_detect = 0;
     let mut worst_eliminate = 0;
     let mut worst_moved = f64::MAX;
     let mut worst_explore: f64 = 0.0;
     let mut false_readmissions = 0;
+    let mut false_eliminations = 0;
+    let mut never_eliminated = 0;
+    let mut detections = Vec::new();
+    let mut detection_attempts = Vec::new();
     for seed in 1..=seeds {
         let r = run(&Scenario { seed, ..base.clone() });
         let detect = r.detection_outcomes.unwrap_or(0);
-        let eliminate = r.elimination_attempts.unwrap_or(u64::MAX);
+        detections.push(detect);
+        detection_attempts.push(r.detection_attempts.unwrap_or(0));
+        false_eliminations += r.false_eliminations;
         worst_detect = worst_detect.max(detect);
-        worst_eliminate = worst_eliminate.max(eliminate);
+        match r.elimination_attempts {
+            Some(a) => worst_eliminate = worst_eliminate.max(a),
+            None => never_eliminated += 1,
+        }
         worst_moved = worst_moved.min(r.moved_away_at_60s);
         worst_explore = worst_explore.max(r.exploration_share());
         false_readmissions += r.readmitted_during_brownout;
         println!(
-            "  {seed:>4}  {detect:>12} / {:>12}  {:>10} {:>10.1}  {:>8.1}%  {:>11}  {:>10}  {:>8.1}% / {:>5.1}%  {:>6.2}%",
+            "  {seed:>4}  {detect:>12} / {:>12}  {:>10} {:>10.1}  {:>8.1}%  {:>11}  {:>10}  {:>8.1}% / {:>5.1}%  {:>6.2}%  {:>10}",
             r.detection_attempts.unwrap_or(0),
             r.elimination_attempts
                 .map_or("never".to_owned(), |a| a.to_string()),
@@ -428,12 +437,24 @@ fn brownout(seeds: u64) {
                 .map_or("never".to_owned(), |s| format!("{s:.1}")),
             r.a_share_before * 100.0,
             r.a_share_end * 100.0,
-            r.exploration_share() * 100.0
+            r.exploration_share() * 100.0,
+            r.false_eliminations
         );
     }
+    detections.sort_unstable();
+    detection_attempts.sort_unstable();
     println!(
-        "  worst: detected within {worst_detect} outcomes on A, eliminated within {worst_eliminate}, {:.1}% of A's traffic moved away at 60 s, exploration {:.2}%; readmissions while still browned out: {false_readmissions}",
+        "  worst: detected within {worst_detect} outcomes on A, eliminated within {worst_eliminate} attempts (moved away from but not eliminated in {never_eliminated} seeds), {:.1}% of A's traffic moved away at 60 s, exploration {:.2}%; readmissions while still browned out: {false_readmissions}; eliminations of a healthy channel: {false_eliminations}",
         worst_moved * 100.0,
         worst_explore * 100.0
+    );
+    println!(
+        "  detection over {seeds} seeds, outcomes on A (attempts, incl. those in flight): median {} ({}), p90 {} ({}), worst {} ({})",
+        percentile(&detections, 0.5),
+        percentile(&detection_attempts, 0.5),
+        percentile(&detections, 0.9),
+        percentile(&detection_attempts, 0.9),
+        detections.last().copied().unwrap_or(0),
+        detection_attempts.last().copied().unwrap_or(0)
     );
 }

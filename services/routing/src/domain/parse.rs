@@ -143,7 +143,6 @@ const SR_KEYS: &[&str] = &[
 ];
 const ELIM_KEYS: &[&str] = &[
     "enabled",
-    "sigma_factor",
     "min_gap",
     "min_success_rate",
     "min_samples",
@@ -627,11 +626,6 @@ impl Cx {
         }
         field!("enabled", e.enabled, |cx: &mut Self, n: &Node, p: &str| cx
             .boolean(n, p));
-        field!(
-            "sigma_factor",
-            e.sigma_factor,
-            |cx: &mut Self, n: &Node, p: &str| cx.number(n, p, 0.0, 10.0)
-        );
         field!("min_gap", e.min_gap, |cx: &mut Self, n: &Node, p: &str| cx
             .number(n, p, 0.0, 1.0));
         field!(

@@ -204,9 +204,10 @@ pub struct Rule {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Elimination {
     pub enabled: bool,
-    /// A channel is eliminated when its success rate is below the best peer's by more than
-    /// `max(sigma_factor * sigma, min_gap)`, sigma = sqrt(max(p(1-p), 0.09) / n) (Juspay SR v3).
-    pub sigma_factor: f64,
+    /// The drop that matters, relative to the best active peer's rate b: a channel is
+    /// eliminated once its outcomes give strong sequential evidence (CUSUM) for a rate of
+    /// b - 2·min_gap against b - min_gap/2, and readmitted on evidence for b - min_gap/4 against
+    /// b - 1.5·min_gap (see `engine`). 0 leaves only `min_success_rate`.
     pub min_gap: f64,
     /// Eliminated below this rate whatever its peers do.
     pub min_success_rate: f64,
@@ -214,8 +215,8 @@ pub struct Elimination {
     pub min_samples: u32,
     /// One recovery probe per eliminated channel at most this often.
     pub probe_interval_ms: u64,
-    /// Probe outcomes judged together for a recovery; readmitted when their rate is within
-    /// a quarter of `min_gap` of the best peer and at least `min_success_rate`.
+    /// Probe outcomes kept while eliminated: the window a readmitted channel starts with, and,
+    /// when there is no peer to compare with, the batch judged against `min_success_rate`.
     pub recovery_samples: u32,
 }
 
@@ -246,7 +247,6 @@ impl Default for SuccessRate {
             prior_weight: 5.0,
             elimination: Elimination {
                 enabled: true,
-                sigma_factor: 3.0,
                 min_gap: 0.15,
                 min_success_rate: 0.2,
                 min_samples: 20,

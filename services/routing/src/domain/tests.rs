@@ -304,9 +304,9 @@ fn a_failing_channel_is_eliminated_probed_and_readmitted() {
     let d = e.route(&only_unionpay, Now::from_ms(2_000), &mut r).unwrap();
     assert_eq!(d.strategy, Strategy::RecoveryProbe);
     assert!(e.route(&only_unionpay, Now::from_ms(2_001), &mut r).is_err());
-    // Twenty good probes readmit it.
+    // Good probes readmit it: 5 nats at ln(0.775/0.9625) = -0.217 per success, 24 of them.
     let mut readmitted = false;
-    for i in 0..20u64 {
+    for i in 0..24u64 {
         readmitted |= matches!(
             e.record(unionpay, Some(Method::DebitCard), Some("USD"), true, 3_000 + i),
             Some(StateChange::Readmitted { .. })
@@ -315,6 +315,144 @@ fn a_failing_channel_is_eliminated_probed_and_readmitted() {
     assert!(readmitted);
     assert!(!e.stats[unionpay].is_eliminated());
     assert_eq!(e.stats[unionpay].overall.snapshot(), (20, 20));
+}
+
+// ---- drop detection (CUSUM) over many seeds: a two-channel policy, outcomes fed directly ----
+
+fn two_channels() -> Engine {
+    engine(crate::simulation::SIM_POLICY)
+}
+
+/// Feeds `n` outcomes of `rate` to `channel` and `peer_n` of `peer_rate` to channel 1 - `channel`
+/// per step; returns the step at which `stop` first held.
+fn feed(
+    e: &Engine,
+    rng: &mut StdRng,
+    (channel, rate): (usize, f64),
+    peer_rate: f64,
+    steps: u32,
+    stop: impl Fn(&Engine) -> bool,
+) -> Option<u32> {
+    use rand::Rng as _;
+    for step in 1..=steps {
+        e.record(
+            1 - channel,
+            Some(Method::DebitCard),
+            Some("CNY"),
+            rng.random::<f64>() < peer_rate,
+            0,
+        );
+        e.record(
+            channel,
+            Some(Method::DebitCard),
+            Some("CNY"),
+            rng.random::<f64>() < rate,
+            0,
+        );
+        if stop(e) {
+            return Some(step);
+        }
+    }
+    None
+}
+
+#[test]
+fn a_healthy_channel_is_not_eliminated_by_noise() {
+    // 90% beside a 95% peer (and 92%, and equal channels): 200 seeds × 10,000 outcomes each, 2·10^6
+    // outcomes per pair of rates, with the peer's rate itself estimated from its window.
+    for (rate, peer) in [(0.90, 0.95), (0.92, 0.95), (0.90, 0.90), (0.95, 0.90)] {
+        let mut suspected_steps = 0u64;
+        for seed in 0..200 {
+            let e = two_channels();
+            let mut r = StdRng::seed_from_u64(seed);
+            let eliminated = feed(&e, &mut r, (0, rate), peer, 10_000, |e| {
+                e.stats[0].is_eliminated() || e.stats[1].is_eliminated()
+            });
+            assert_eq!(eliminated, None, "{rate} beside {peer}, seed {seed}");
+            suspected_steps += u64::from(e.is_suspected(0));
+        }
+        // Suspicion is cheap and reversible but should be rare for a channel above its peer.
+        if rate > peer {
+            assert!(
+                suspected_steps <= 2,
+                "{rate} beside {peer}: suspected at the end in {suspected_steps} of 200"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_drop_is_suspected_within_a_few_dozen_outcomes_and_then_eliminated() {
+    let (mut suspect, mut eliminate) = (Vec::new(), Vec::new());
+    for seed in 0..500 {
+        let e = two_channels();
+        let mut r = StdRng::seed_from_u64(seed);
+        // Both have a full window (A at 95%, B at 90%), then A browns out to 60%.
+        feed(&e, &mut r, (0, 0.95), 0.90, 100, |_| false);
+        assert!(!e.is_suspected(0) && !e.stats[0].is_eliminated(), "seed {seed}");
+        let s = feed(&e, &mut r, (0, 0.60), 0.90, 1_000, |e| e.is_suspected(0));
+        let s = s.unwrap_or_else(|| panic!("seed {seed}: never suspected"));
+        // Once suspected its score is its post-change rate: below B's.
+        assert!(
+            e.score(0, None) < e.score(1, None),
+            "seed {seed}: {} vs {}",
+            e.score(0, None),
+            e.score(1, None)
+        );
+        let x = feed(&e, &mut r, (0, 0.60), 0.90, 1_000, |e| e.stats[0].is_eliminated());
+        suspect.push(s);
+        eliminate.push(s + x.unwrap_or_else(|| panic!("seed {seed}: never eliminated")));
+    }
+    suspect.sort_unstable();
+    eliminate.sort_unstable();
+    let pct = |v: &[u32], p: usize| v[(v.len() - 1) * p / 100];
+    println!(
+        "suspected after {} / {} / {} outcomes (median / p90 / max), eliminated after {} / {} / {}",
+        pct(&suspect, 50),
+        pct(&suspect, 90),
+        pct(&suspect, 100),
+        pct(&eliminate, 50),
+        pct(&eliminate, 90),
+        pct(&eliminate, 100)
+    );
+    assert!(pct(&suspect, 50) <= 15, "{suspect:?}");
+    assert!(pct(&suspect, 90) <= 40, "{suspect:?}");
+    // Elimination waits for much stronger evidence, against a pessimistic peer rate.
+    assert!(pct(&eliminate, 50) <= 150, "{eliminate:?}");
+    assert!(pct(&eliminate, 100) <= 800, "{eliminate:?}");
+}
+
+#[test]
+fn a_recovered_channel_is_readmitted_and_a_failing_one_stays_out() {
+    let (mut readmitted_after, mut lucky) = (Vec::new(), 0);
+    for seed in 0..500 {
+        for probe_rate in [0.95, 0.60] {
+            let e = two_channels();
+            let mut r = StdRng::seed_from_u64(seed);
+            feed(&e, &mut r, (0, 0.95), 0.90, 100, |_| false);
+            feed(&e, &mut r, (0, 0.0), 0.90, 100, |e| e.stats[0].is_eliminated())
+                .unwrap_or_else(|| panic!("seed {seed}: a failing channel is eliminated"));
+            // 200 probe outcomes (about three minutes of probes at one a second).
+            let back = feed(&e, &mut r, (0, probe_rate), 0.90, 200, |e| {
+                !e.stats[0].is_eliminated()
+            });
+            if probe_rate > 0.9 {
+                readmitted_after.push(back.unwrap_or_else(|| panic!("seed {seed}: never readmitted")));
+            } else if back.is_some() {
+                lucky += 1;
+            }
+        }
+    }
+    readmitted_after.sort_unstable();
+    println!(
+        "recovered channel readmitted after {} / {} probes (median / max); 60% channel readmitted in {lucky} of 500",
+        readmitted_after[250], readmitted_after[499]
+    );
+    assert!(readmitted_after[499] <= 75, "{readmitted_after:?}");
+    assert!(
+        lucky <= 5,
+        "a 60% channel readmitted by luck in {lucky} of 500 runs"
+    );
 }
 
 #[test]
