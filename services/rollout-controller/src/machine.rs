@@ -678,10 +678,6 @@ pub fn plan(strategy: &CanaryStrategy, prev: &RolloutStatus, obs: &Observed, dea
         p.start(&hash, "RolloutStarted");
     }
 
-    // In progress. Background analysis runs from the first step until promotion.
-    if strategy.analysis.is_some() && !p.st.analysis_runs.iter().any(|r| r.name == BACKGROUND_RUN) {
-        p.st.analysis_runs.push(new_run(BACKGROUND_RUN.into(), now));
-    }
     let steps = &strategy.steps;
     let mut index = p.st.current_step_index.unwrap_or(0) as usize;
     let current_run = analysis::step_run_name(index as u32);
@@ -726,6 +722,17 @@ pub fn plan(strategy: &CanaryStrategy, prev: &RolloutStatus, obs: &Observed, dea
         }
     }
     let frozen = p.freeze();
+
+    // In progress. Background analysis runs from the first step until promotion, while a canary
+    // can serve: a release that a freeze holds before its canary took any traffic has nothing to
+    // measure (every measurement would be "too few calls"), so its run starts, with its initial
+    // delay, when the freeze ends.
+    let canary_held = frozen.is_some() && p.st.weight == 0;
+    if canary_held {
+        p.st.analysis_runs.retain(|r| r.name != BACKGROUND_RUN);
+    } else if strategy.analysis.is_some() && !p.st.analysis_runs.iter().any(|r| r.name == BACKGROUND_RUN) {
+        p.st.analysis_runs.push(new_run(BACKGROUND_RUN.into(), now));
+    }
 
     let mut promote_step = obs.request == Some(Request::Promote);
     let mut resume = obs.request == Some(Request::Resume);
@@ -1778,7 +1785,8 @@ mod tests {
 
     #[test]
     fn a_freeze_holds_every_advance_and_resumes_at_its_end() {
-        let s = strategy(vec![weight(20), pause_for("5s"), weight(50)]);
+        let mut s = strategy(vec![weight(20), pause_for("5s"), weight(50)]);
+        s.analysis = Some(AnalysisRef::default());
         // A new revision during a freeze: recorded, but no canary pod is created.
         let p = run(
             &s,
@@ -1824,9 +1832,21 @@ mod tests {
             },
         );
         assert!(p.actions.is_empty(), "{:?}", p.actions);
-        // The window ends: the canary is created.
+        assert!(
+            p.status.analysis_runs.is_empty(),
+            "no analysis while no canary can serve: {:?}",
+            p.status.analysis_runs
+        );
+        // The window ends: the canary is created, and its background analysis starts now.
         let p = run(&s, &p.status, &obs("b", 100));
         assert_eq!(scales(&p), [1]);
+        let background = p.status.analysis_runs.iter().find(|r| r.name == BACKGROUND_RUN);
+        assert_eq!(
+            background.map(|r| r.started_at.clone()),
+            Some(analysis::format_time(t(100))),
+            "{:?}",
+            p.status.analysis_runs
+        );
         assert_eq!(p.status.freeze, None);
         assert_eq!(reasons(&p), ["FreezeEnded"]);
         assert_eq!(p.status.phase, Phase::Progressing);
