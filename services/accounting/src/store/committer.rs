@@ -79,6 +79,18 @@ async fn run(pool: PgPool, config: GroupConfig, mut rx: mpsc::Receiver<Submissio
         let started = std::time::Instant::now();
         match apply_group(&pool, &jobs, config.expire_limit, config.fault_lose_minor_unit).await {
             Ok((results, stats)) => {
+                let p = &stats.phases;
+                tracing::debug!(
+                    requests = group.len(),
+                    events = stats.events,
+                    accounts = stats.accounts_touched,
+                    lock_us = p.lock.as_micros() as u64,
+                    load_us = p.load.as_micros() as u64,
+                    apply_us = p.apply.as_micros() as u64,
+                    write_us = p.write.as_micros() as u64,
+                    commit_us = p.commit.as_micros() as u64,
+                    "group committed"
+                );
                 observer(&stats, group.len(), started.elapsed());
                 for (s, r) in group.into_iter().zip(results) {
                     let _ = s.reply.send(Ok(r));

@@ -11,7 +11,7 @@ use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
 pub use committer::{Committer, GroupConfig, Observer};
-pub use write::{GroupStats, Job, JobResult};
+pub use write::{GroupStats, Job, JobResult, Phases};
 
 use crate::domain::{Account, Balances, Id, Transfer};
 use rows::{account_from_row, transfer_from_row, u64_to_i64, uuid};

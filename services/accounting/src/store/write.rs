@@ -1,6 +1,9 @@
 //! One group commit: the events of many requests applied in one database transaction.
 
-use std::collections::{BTreeSet, HashSet};
+use std::{
+    collections::{BTreeSet, HashSet},
+    time::{Duration, Instant},
+};
 
 use sqlx::{PgPool, Postgres, Row, Transaction};
 use uuid::Uuid;
@@ -44,6 +47,21 @@ pub struct GroupStats {
     pub events: usize,
     pub expired: usize,
     pub accounts_touched: usize,
+    /// Where the group's time went.
+    pub phases: Phases,
+}
+
+/// A group's wall-clock time by phase (logged at debug level by the committer): the clock lock
+/// (pool wait, BEGIN and the clock row update, including the wait for the transaction of another
+/// replica),
+/// loading state, applying in memory, writing, and the commit (WAL flush) or rollback.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Phases {
+    pub lock: Duration,
+    pub load: Duration,
+    pub apply: Duration,
+    pub write: Duration,
+    pub commit: Duration,
 }
 
 /// Applies `jobs` in order in one transaction and commits. Either every job's outcome is
@@ -57,6 +75,14 @@ pub async fn apply_group(
     let events: usize = jobs.iter().map(|j| j.events()).sum();
     // One timestamp for the expiry pass, one per event.
     let reserve = events as i64 + 1;
+    let mut phases = Phases::default();
+    let mut mark = Instant::now();
+    let mut lap = move || {
+        let now = Instant::now();
+        let elapsed = now - mark;
+        mark = now;
+        elapsed
+    };
     let mut tx = pool.begin().await?;
     // The clock row is the first lock every write transaction takes: writes of all replicas are
     // totally ordered, so everything read below is the latest committed state and stays so.
@@ -70,8 +96,10 @@ pub async fn apply_group(
     .await?;
     let mut clock = Clock::new((last - reserve + 1) as u64, last as u64);
     let now = clock.tick();
+    phases.lock = lap();
 
     let mut state = load_state(&mut tx, jobs, now, expire_limit).await?;
+    phases.load = lap();
     let mut changes = Changes::default();
     let expired = domain::expire_pending(&mut state, &mut changes, now);
     let mut results = Vec::with_capacity(jobs.len());
@@ -92,18 +120,22 @@ pub async fn apply_group(
             Job::Expire => JobResult::Expired,
         });
     }
-    let stats = GroupStats {
-        events,
-        expired,
-        accounts_touched: changes.accounts_touched.len(),
-    };
+    phases.apply = lap();
     if changes.is_empty() {
         // Nothing to write (all retries or failures): don't pay for a commit's WAL flush.
         tx.rollback().await?;
     } else {
         write_changes(&mut tx, &state, &changes, fault_lose_minor_unit).await?;
+        phases.write = lap();
         tx.commit().await?;
     }
+    phases.commit = lap();
+    let stats = GroupStats {
+        events,
+        expired,
+        accounts_touched: changes.accounts_touched.len(),
+        phases,
+    };
     Ok((results, stats))
 }
 
