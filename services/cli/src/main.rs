@@ -32,7 +32,7 @@ enum Command {
     /// Sends PaymentService.CreatePayment at a fixed rate (--rate) or from N concurrent clients
     /// as fast as the answers come (--concurrency), over a channel that balances every request
     /// across all addresses of the gateway. Stops after --count payments or --duration,
-    /// whichever comes first (Ctrl-C stops early), then reads back the final state of the
+    /// whichever comes first (Ctrl-C or SIGTERM stops early), then reads back the final state of the
     /// payments it made with GetPayment and prints a summary (--json for scripts).
     #[command(after_help = LOAD_EXAMPLES)]
     Load(LoadArgs),
@@ -459,6 +459,15 @@ async fn progress(live: Live, count: Option<u64>, stop: CancellationToken) {
     bar.finish_and_clear();
 }
 
+/// Resolves at the next Ctrl-C or SIGTERM.
+async fn stop_signal() -> std::io::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r,
+        _ = term.recv() => Ok(()),
+    }
+}
+
 async fn load(args: LoadArgs) -> Result<ExitCode> {
     let plan = args.plan()?;
     let channel = balance::channel(&args.gateway, &ClientArgs::default(), None)
@@ -468,13 +477,15 @@ async fn load(args: LoadArgs) -> Result<ExitCode> {
         CancellationToken::new(),
         CancellationToken::new(),
     );
-    let ctrl_c = {
+    // Ctrl-C, or SIGTERM (a load pod being deleted), stops sending; the calls in flight finish,
+    // the payments are read back and the summary printed. A second one aborts.
+    let signals = {
         let stop = stop.clone();
         tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
+            if stop_signal().await.is_ok() {
                 eprintln!("stopping: waiting for the calls in flight (Ctrl-C again to abort)");
                 stop.cancel();
-                if tokio::signal::ctrl_c().await.is_ok() {
+                if stop_signal().await.is_ok() {
                     std::process::exit(130);
                 }
             }
@@ -487,7 +498,7 @@ async fn load(args: LoadArgs) -> Result<ExitCode> {
     if let Some(d) = drawer {
         let _ = d.await;
     }
-    ctrl_c.abort();
+    signals.abort();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {

@@ -211,9 +211,22 @@ impl Shared {
                         .offer(payment.payment_id);
                 }
             }
-            Err(status) => self.live.stats().record_error(latency, code_name(status.code())),
+            Err(status) => {
+                let sent_at = unix_ms_at(since);
+                self.live
+                    .stats()
+                    .record_error(latency, code_name(status.code()), sent_at)
+            }
         }
     }
+}
+
+/// The wall-clock time of `instant` (a moment in the past), in milliseconds since the Unix epoch.
+fn unix_ms_at(instant: Instant) -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    u64::try_from(now.saturating_sub(instant.elapsed()).as_millis()).unwrap_or(u64::MAX)
 }
 
 /// `SUCCEEDED`, `FAILED`, `PENDING` (or `UNSPECIFIED`).
@@ -250,6 +263,7 @@ pub async fn run(
             .expect("a valid backoff"),
     });
     let start = Instant::now();
+    let started_at_unix_ms = unix_ms_at(start);
     let deadline = plan.duration.map(|d| start + d);
     let mut tasks = JoinSet::new();
 
@@ -335,6 +349,8 @@ pub async fn run(
         completed: stats.completed,
         ok: stats.ok,
         errors: stats.errors.clone(),
+        failed_calls: stats.failed_calls.clone(),
+        started_at_unix_ms,
         retries: stats.retries.clone(),
         answered_after_retry: stats.answered_after_retry,
         replayed: stats.replayed,

@@ -27,7 +27,22 @@ pub struct Stats {
     pub replayed: u64,
     /// Payment status in the CreatePayment answers (`SUCCEEDED`, `FAILED`, `PENDING`).
     pub statuses: BTreeMap<String, u64>,
+    /// When each failed call was sent and its code, the first [`MAX_FAILED_CALLS`] of them:
+    /// lets a scenario tell which failures fell inside which window (a bad canary's, say).
+    pub failed_calls: Vec<FailedCall>,
     pub latency: Histogram<u64>,
+}
+
+/// How many failed calls keep their time in the summary (the counts go on past it).
+pub const MAX_FAILED_CALLS: usize = 10_000;
+
+/// One call that failed after its retries.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FailedCall {
+    /// When the call was due to be sent, in milliseconds since the Unix epoch.
+    pub sent_at_unix_ms: u64,
+    /// Its gRPC code name.
+    pub code: String,
 }
 
 impl Default for Stats {
@@ -40,6 +55,7 @@ impl Default for Stats {
             answered_after_retry: 0,
             replayed: 0,
             statuses: BTreeMap::new(),
+            failed_calls: Vec::new(),
             latency: Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).expect("valid histogram bounds"),
         }
     }
@@ -56,9 +72,16 @@ impl Stats {
         self.record_latency(latency);
     }
 
-    pub fn record_error(&mut self, latency: Duration, code: &str) {
+    /// A failed call (retries used up), sent at `sent_at_unix_ms`.
+    pub fn record_error(&mut self, latency: Duration, code: &str, sent_at_unix_ms: u64) {
         self.completed += 1;
         *self.errors.entry(code.to_owned()).or_default() += 1;
+        if self.failed_calls.len() < MAX_FAILED_CALLS {
+            self.failed_calls.push(FailedCall {
+                sent_at_unix_ms,
+                code: code.to_owned(),
+            });
+        }
         self.record_latency(latency);
     }
 
@@ -146,6 +169,10 @@ pub struct Summary {
     pub ok: u64,
     /// Failed calls (after their retries) by gRPC code.
     pub errors: BTreeMap<String, u64>,
+    /// When the failed calls were sent, with their codes (the first 10,000).
+    pub failed_calls: Vec<FailedCall>,
+    /// When the run started, in milliseconds since the Unix epoch.
+    pub started_at_unix_ms: u64,
     /// Attempts sent again after a transport failure, by the failure's gRPC code.
     pub retries: BTreeMap<String, u64>,
     /// Calls answered OK after at least one retry.
@@ -238,9 +265,9 @@ mod tests {
         for ms in 1..=1000u64 {
             s.record_ok(Duration::from_millis(ms), "SUCCEEDED", false, false);
         }
-        s.record_error(Duration::from_secs(2), "UNAVAILABLE");
-        s.record_error(Duration::from_secs(2), "UNAVAILABLE");
-        s.record_error(Duration::from_secs(2), "DEADLINE_EXCEEDED");
+        s.record_error(Duration::from_secs(2), "UNAVAILABLE", 1);
+        s.record_error(Duration::from_secs(2), "UNAVAILABLE", 1);
+        s.record_error(Duration::from_secs(2), "DEADLINE_EXCEEDED", 2);
         let l = s.latency_summary();
         // 1003 samples: the median is the 502nd (502 ms), p99 the 993rd (993 ms); three
         // significant digits put each within 0.1% of that.
@@ -264,7 +291,7 @@ mod tests {
         s.record_retry("CANCELLED");
         s.record_retry("UNAVAILABLE");
         s.record_ok(Duration::from_millis(8), "FAILED", true, true);
-        s.record_error(Duration::from_millis(1), "UNAVAILABLE");
+        s.record_error(Duration::from_millis(1), "UNAVAILABLE", 3);
         assert_eq!(s.retry_count(), 3);
         let summary = Summary {
             gateway: "http://127.0.0.1:50051".into(),
@@ -276,6 +303,8 @@ mod tests {
             completed: s.completed,
             ok: s.ok,
             errors: s.errors.clone(),
+            failed_calls: s.failed_calls.clone(),
+            started_at_unix_ms: 1_700_000_000_000,
             retries: s.retries.clone(),
             answered_after_retry: s.answered_after_retry,
             replayed: s.replayed,
@@ -308,6 +337,10 @@ mod tests {
         );
         let json: serde_json::Value = serde_json::to_value(&summary).unwrap();
         assert_eq!(json["errors"]["UNAVAILABLE"], 1);
+        assert_eq!(
+            json["failed_calls"],
+            serde_json::json!([{"sent_at_unix_ms": 3, "code": "UNAVAILABLE"}])
+        );
         assert_eq!(json["retries"]["CANCELLED"], 2);
         assert_eq!(json["answered_after_retry"], 1);
         assert_eq!(json["final_states"]["succeeded"], 1);
