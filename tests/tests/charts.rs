@@ -55,7 +55,13 @@ fn every_service_gets_a_hardened_deployment_with_grpc_probes() {
             secs("SHUTDOWN_DELAY") + secs("DRAIN_TIMEOUT") < grace,
             "{svc}: drain exceeds grace period"
         );
-        assert_eq!(env_value(d, "SERVICE_VERSION").unwrap()["value"], "1.8.0");
+        // The version comes from the pod's version label, which releases keep current.
+        assert_eq!(pod_labels(d)["app.kubernetes.io/version"], "1.8.0", "{svc}");
+        assert_eq!(
+            env_value(d, "SERVICE_VERSION").unwrap()["valueFrom"]["fieldRef"]["fieldPath"],
+            "metadata.labels['app.kubernetes.io/version']",
+            "{svc}"
+        );
         // Selectors use name and instance only, so a Deployment survives label changes.
         let selector = d["spec"]["selector"]["matchLabels"].as_object().unwrap();
         let keys: Vec<_> = selector.keys().cloned().collect();
@@ -366,4 +372,8 @@ fn the_release_commit_goes_on_every_pod_template_for_the_audit_trail() {
     )
     .unwrap_err();
     assert!(bad.contains("commit"), "{bad}");
+}
+
+fn pod_labels(deployment: &Value) -> &Value {
+    &deployment["spec"]["template"]["metadata"]["labels"]
 }

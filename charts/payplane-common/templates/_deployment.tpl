@@ -89,8 +89,12 @@ spec:
               value: "0.0.0.0:{{ .Values.service.grpcPort }}"
             - name: ADMIN_ADDR
               value: "0.0.0.0:{{ .Values.service.adminPort }}"
+            # The pod's version label: a release that changes the image changes the label
+            # (payplane release, ReleasePlan), so spans and metrics name what really runs.
             - name: SERVICE_VERSION
-              value: {{ include "payplane.version" . | quote }}
+              valueFrom:
+                fieldRef:
+                  fieldPath: metadata.labels['app.kubernetes.io/version']
             - name: RUST_LOG
               value: {{ .Values.logLevel | default $g.logLevel | default "info" | quote }}
             - name: LOG_FORMAT

@@ -173,16 +173,58 @@ pub fn target_image(current: &str, image: &str) -> String {
     format!("{repo}:{image}")
 }
 
-/// The pod template with the member's change: the first container's image and env.
+/// The pod label that names the version a pod runs; the charts pass it to the service as
+/// SERVICE_VERSION (the downward API), which goes on every span and metric. A release that
+/// changes the image changes it too, so traces name the version that really runs.
+pub const VERSION_LABEL: &str = "app.kubernetes.io/version";
+
+/// The version label for `image`: its tag (or its digest, shortened), made a valid label value
+/// (at most 63 of `[A-Za-z0-9._-]`, alphanumeric at both ends). None for an image with neither.
+pub fn version_label(image: &str) -> Option<String> {
+    let name_start = image.rfind('/').map_or(0, |i| i + 1);
+    let name = &image[name_start..];
+    let version = match (name.find('@'), name.find(':')) {
+        (Some(at), _) => name[at + 1..].replacen(':', "-", 1).chars().take(19).collect(),
+        (None, Some(colon)) => name[colon + 1..].to_owned(),
+        (None, None) => return None,
+    };
+    let clean: String = version
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(63)
+        .collect();
+    let clean = clean.trim_matches(|c: char| !c.is_ascii_alphanumeric());
+    (!clean.is_empty()).then(|| clean.to_owned())
+}
+
+/// The pod template with the member's change: the first container's image and env (and the
+/// version label, for a new image).
 pub fn target_template(template: &Value, service: &PlanService) -> Value {
     let mut t = template.clone();
+    if let Some(image) = &service.image {
+        let current = t["spec"]["containers"][0]["image"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let new = target_image(&current, image);
+        if let Some(version) = version_label(&new)
+            && t["metadata"]["labels"].get(VERSION_LABEL).is_some()
+        {
+            t["metadata"]["labels"][VERSION_LABEL] = Value::String(version);
+        }
+        if let Some(container) = t["spec"]["containers"].get_mut(0) {
+            container["image"] = Value::String(new);
+        }
+    }
     let Some(container) = t["spec"]["containers"].get_mut(0) else {
         return t;
     };
-    if let Some(image) = &service.image {
-        let current = container["image"].as_str().unwrap_or_default().to_owned();
-        container["image"] = Value::String(target_image(&current, image));
-    }
     if !service.env.is_empty() {
         let env = container
             .as_object_mut()
@@ -1327,6 +1369,22 @@ mod tests {
     }
 
     #[test]
+    fn version_labels_are_the_tag_or_a_short_digest_and_valid_label_values() {
+        assert_eq!(
+            version_label("localhost:5000/payplane/gateway:1.5.0-rc.1").as_deref(),
+            Some("1.5.0-rc.1")
+        );
+        assert_eq!(
+            version_label("r/acct@sha256:0123456789abcdef0123456789").as_deref(),
+            Some("sha256-0123456789ab")
+        );
+        assert_eq!(version_label("registry:5000/busybox"), None);
+        assert_eq!(version_label("busybox:_x+y_").as_deref(), Some("x-y"));
+        let long = format!("busybox:{}", "a".repeat(100));
+        assert_eq!(version_label(&long).map(|v| v.len()), Some(63));
+    }
+
+    #[test]
     fn templates_get_the_image_tag_or_reference_and_the_env() {
         assert_eq!(
             target_image("localhost/payplane/busybox:1.0", "1.1"),
@@ -1358,6 +1416,13 @@ mod tests {
         };
         let out = target_template(&template, &s);
         assert_eq!(out["spec"]["containers"][0]["image"], "busybox:2");
+        // A template that carries the version label gets the new one.
+        let mut labelled = template.clone();
+        labelled["metadata"] = serde_json::json!({"labels": {"app": "x", VERSION_LABEL: "1"}});
+        let out_labelled = target_template(&labelled, &s);
+        assert_eq!(out_labelled["metadata"]["labels"][VERSION_LABEL], "2");
+        assert_eq!(out_labelled["metadata"]["labels"]["app"], "x");
+        assert!(out["metadata"].is_null(), "no label added where there was none");
         assert_eq!(
             out["spec"]["containers"][0]["env"],
             serde_json::json!([{"name": "A", "value": "1"}, {"name": "B", "value": "b"}, {"name": "C", "value": "c"}])

@@ -20,6 +20,7 @@ use payplane_rollout_controller::{
         APPROVED_BY_ANNOTATION, APPROVER_GROUPS_ANNOTATION, Phase, RELEASED_BY_ANNOTATION,
         REQUEST_ANNOTATION, Rollout,
     },
+    plan_machine,
 };
 use serde_json::json;
 
@@ -128,7 +129,10 @@ Examples:
       --commit 3f2a9c4 --commit-time 2026-11-22T08:12:00Z
 
   # Only an environment change (a feature switch), released like an image:
-  payplane release routing --env ROUTING_STRATEGY=success-rate";
+  payplane release routing --env ROUTING_STRATEGY=success-rate
+
+  # Switch a variable off again (removed from the container):
+  payplane release routing --unset-env ROUTING_STRATEGY";
 
 const STATUS_EXAMPLES: &str = "\
 Examples:
@@ -174,6 +178,10 @@ pub struct ReleaseArgs {
     /// Environment variables of the service's container, NAME=VALUE (repeatable).
     #[arg(long = "env", value_name = "NAME=VALUE", value_parser = parse_env)]
     pub env: Vec<(String, String)>,
+
+    /// Remove an environment variable from the service's container (repeatable).
+    #[arg(long = "unset-env", value_name = "NAME", value_parser = parse_env_name)]
+    pub unset_env: Vec<String>,
 
     /// The commit the new version was built from (recorded; lead time starts at --commit-time).
     #[arg(long)]
@@ -256,6 +264,16 @@ fn parse_env(s: &str) -> Result<(String, String), String> {
     }
 }
 
+fn parse_env_name(s: &str) -> Result<String, String> {
+    let name = s.trim();
+    if name.is_empty() || name.contains('=') {
+        return Err(format!(
+            "`{s}` is not a variable name (give NAME, without =VALUE)"
+        ));
+    }
+    Ok(name.to_owned())
+}
+
 fn parse_rfc3339(s: &str) -> Result<String, String> {
     chrono::DateTime::parse_from_rfc3339(s)
         .map(|_| s.to_owned())
@@ -283,8 +301,13 @@ pub async fn run(command: Command) -> Result<ExitCode> {
 
 async fn release(args: ReleaseArgs) -> Result<ExitCode> {
     let service = &args.target.service;
-    if args.image.is_none() && args.env.is_empty() {
-        bail!("say what to release: --image TAG (or a full image reference) and/or --env NAME=VALUE");
+    if args.image.is_none() && args.env.is_empty() && args.unset_env.is_empty() {
+        bail!(
+            "say what to release: --image TAG (or a full image reference), --env NAME=VALUE and/or --unset-env NAME"
+        );
+    }
+    if let Some((name, _)) = args.env.iter().find(|(k, _)| args.unset_env.contains(k)) {
+        bail!("{name} is both set (--env) and removed (--unset-env): choose one");
     }
     let target = Target::connect(&args.target.cluster).await?;
     let rollout = target.rollout(service).await?;
@@ -317,25 +340,43 @@ async fn release(args: ReleaseArgs) -> Result<ExitCode> {
         .cloned()
         .ok_or_else(|| anyhow::anyhow!("Deployment `{name}` has no container"))?;
     let old_image = container.image.clone().unwrap_or_default();
-    let new_image = args.image.as_deref().map(|i| view::new_image(&old_image, i));
+    let new_image = args
+        .image
+        .as_deref()
+        .map(|i| plan_machine::target_image(&old_image, i));
     let (me, _) = target.whoami().await?;
     let mut patch_container = json!({"name": container.name});
     if let Some(img) = &new_image {
         patch_container["image"] = json!(img);
     }
-    if !args.env.is_empty() {
-        patch_container["env"] = args
-            .env
+    if !args.env.is_empty() || !args.unset_env.is_empty() {
+        // Strategic merge by name: set ones are added or replaced, unset ones deleted.
+        let set = args.env.iter().map(|(k, v)| json!({"name": k, "value": v}));
+        let unset = args
+            .unset_env
             .iter()
-            .map(|(k, v)| json!({"name": k, "value": v}))
-            .collect();
+            .map(|k| json!({"name": k, "$patch": "delete"}));
+        patch_container["env"] = set.chain(unset).collect();
     }
-    let mut template = json!({"spec": {"containers": [patch_container]}});
+    let mut template = json!({"metadata": {}, "spec": {"containers": [patch_container]}});
     if let Some(commit) = &args.commit {
-        template["metadata"] = json!({"annotations": {COMMIT_ANNOTATION: commit}});
+        template["metadata"]["annotations"] = json!({COMMIT_ANNOTATION: commit});
         if let Some(t) = &args.commit_time {
             template["metadata"]["annotations"][COMMIT_TIME_ANNOTATION] = json!(t);
         }
+    }
+    // The pods say which version they run (SERVICE_VERSION, on every span): the new tag.
+    let labelled = deployment
+        .spec
+        .template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.as_ref())
+        .is_some_and(|l| l.contains_key(plan_machine::VERSION_LABEL));
+    if let Some(version) = new_image.as_deref().and_then(plan_machine::version_label)
+        && labelled
+    {
+        template["metadata"]["labels"] = json!({plan_machine::VERSION_LABEL: version});
     }
     let before = watch::wanted_revision(&deployment)?;
     let patch = json!({

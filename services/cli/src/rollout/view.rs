@@ -496,20 +496,6 @@ pub fn check_approver(
     }
 }
 
-/// The image to release: a bare tag (`1.5.0`, `sha-3f2a`) replaces the current image's tag; a
-/// reference with a `/` or `:` (`registry/payplane/accounting:1.5.0`) is used as it is.
-pub fn new_image(current: &str, arg: &str) -> String {
-    if arg.contains('/') || arg.contains(':') || arg.contains('@') {
-        return arg.to_owned();
-    }
-    let name_end = current.rfind('/').map_or(0, |i| i + 1);
-    let repo = match current[name_end..].find([':', '@']) {
-        Some(i) => &current[..name_end + i],
-        None => current,
-    };
-    format!("{repo}:{arg}")
-}
-
 #[cfg(test)]
 mod tests {
     use payplane_rollout_controller::crd::{
@@ -680,21 +666,6 @@ mod tests {
             check_approver(&step, None, "bob", &["release-managers".into()]),
             Ok(())
         );
-    }
-
-    #[test]
-    fn a_tag_replaces_the_tag_and_a_reference_is_taken_whole() {
-        let cur = "localhost:5000/payplane/accounting:1.4.0";
-        assert_eq!(
-            new_image(cur, "1.5.0"),
-            "localhost:5000/payplane/accounting:1.5.0"
-        );
-        assert_eq!(
-            new_image("localhost:5000/payplane/accounting", "2"),
-            "localhost:5000/payplane/accounting:2"
-        );
-        assert_eq!(new_image("accounting@sha256:ab", "3"), "accounting:3");
-        assert_eq!(new_image(cur, "other/img:9"), "other/img:9");
     }
 
     #[test]
