@@ -111,6 +111,27 @@ async fn connect(url: &str) -> Result<Channel> {
         .with_context(|| format!("connecting to {url}"))
 }
 
+/// Waits until no payment or refund is in flight in the gateway's database (the sagas and the
+/// recovery loop have finished them), for at most `timeout`.
+pub async fn wait_until_final(gateway_db: &PgPool, timeout: std::time::Duration) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let pending: i64 = sqlx::query_scalar(
+            "SELECT (SELECT count(*) FROM payments WHERE status = 1) + (SELECT count(*) FROM refunds WHERE status = 1)",
+        )
+        .fetch_one(gateway_db)
+        .await?;
+        if pending == 0 {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "{pending} payments/refunds still in flight after {timeout:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
 /// Checks every invariant; the report lists each violation found.
 pub async fn check(gateway_db: &PgPool, endpoints: &Endpoints) -> Result<Report> {
     let mut report = Report::default();

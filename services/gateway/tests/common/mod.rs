@@ -8,7 +8,7 @@ use std::{
     net::SocketAddr,
     path::PathBuf,
     process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use anyhow::{Context, Result, bail};
@@ -276,21 +276,9 @@ impl Platform {
     /// Waits until no payment or refund is in flight.
     pub async fn wait_until_final(&self, timeout: Duration) -> Result<()> {
         let pool = self.pool().await?;
-        let deadline = Instant::now() + timeout;
-        loop {
-            let pending: i64 = sqlx::query_scalar(
-                "SELECT (SELECT count(*) FROM payments WHERE status = 1) + (SELECT count(*) FROM refunds WHERE status = 1)",
-            )
-            .fetch_one(&pool)
-            .await?;
-            if pending == 0 {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!("{pending} payments/refunds still in flight after {timeout:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        let result = checker::wait_until_final(&pool, timeout).await;
+        pool.close().await;
+        result
     }
 }
 
