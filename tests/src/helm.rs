@@ -18,6 +18,39 @@ pub fn helm() -> String {
     std::env::var("HELM").unwrap_or_else(|_| "helm".to_string())
 }
 
+/// `helm upgrade --install RELEASE charts/payplane -n NAMESPACE` with the images of `tag` from
+/// `registry`, the databases from the namespace's Secret `payplane-db` (`ci/deploy` makes it),
+/// then `extra` arguments (`--set k=v`, `-f FILE`, `--wait`…). Returns helm's output.
+pub fn install_platform(
+    release: &str,
+    ns: &str,
+    tag: &str,
+    registry: &str,
+    extra: &[&str],
+) -> Result<String> {
+    let chart = charts_dir().join("payplane");
+    let (tag, registry) = (
+        format!("global.image.tag={tag}"),
+        format!("global.image.registry={registry}"),
+    );
+    let mut args = vec![
+        "upgrade",
+        "--install",
+        release,
+        chart.to_str().context("a UTF-8 path")?,
+        "-n",
+        ns,
+        "--set",
+        &tag,
+        "--set",
+        &registry,
+        "--set",
+        "global.database.existingSecret=payplane-db",
+    ];
+    args.extend_from_slice(extra);
+    crate::kube::helm_run(&args)
+}
+
 /// `helm template RELEASE charts/CHART --set k=v ...`: the rendered documents, or helm's error
 /// output when it refuses the values.
 pub fn template(release: &str, chart: &str, sets: &[&str]) -> Result<Vec<Value>, String> {

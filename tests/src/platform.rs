@@ -1,12 +1,16 @@
 //! What the cluster tests check about a running platform: pods Ready, `payplane load` pods and
 //! their summary (nothing lost, nothing failed), JSON from HTTP APIs (Jaeger, Prometheus).
 
-use std::time::{Duration, Instant};
+use std::{
+    io::Read,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
 
 use anyhow::{Context, Result};
 use serde_json::Value;
 
-use crate::kube::{kubectl, run, wait_for};
+use crate::kube::{kubectl, kubectl_bin, run, wait_for};
 
 fn pod_phase(ns: &str, name: &str) -> Result<String> {
     kubectl(&["-n", ns, "get", "pod", name, "-o", "jsonpath={.status.phase}"])
@@ -43,6 +47,9 @@ pub fn start_load_pod(
         "--restart=Never",
         "--labels",
         "app.kubernetes.io/name=payplane-load",
+        // Time to read every payment back when stopped early (stop_load_pod).
+        "--overrides",
+        r#"{"spec":{"terminationGracePeriodSeconds":600}}"#,
         "--",
         "load",
         "--gateway",
@@ -70,6 +77,36 @@ pub fn load_pod_result(ns: &str, name: &str, timeout: Duration) -> Result<Value>
         Ok(matches!(pod_phase(ns, name)?.as_str(), "Succeeded" | "Failed").then_some(()))
     })?;
     load_summary(&kubectl(&["-n", ns, "logs", name])?)
+}
+
+/// Stops a load pod before its time (SIGTERM: it stops sending, reads every payment back and
+/// prints its summary) and returns the summary, waiting at most `timeout`.
+pub fn stop_load_pod(ns: &str, name: &str, timeout: Duration) -> Result<Value> {
+    // Follow the log first: the pod object goes away as soon as the container has exited.
+    let mut follow = Command::new(kubectl_bin())
+        .args(["-n", ns, "logs", "-f", name])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("kubectl logs -f")?;
+    let mut out = follow.stdout.take().context("no stdout")?;
+    let reader = std::thread::spawn(move || {
+        let mut log = String::new();
+        out.read_to_string(&mut log).map(|_| log)
+    });
+    kubectl(&["-n", ns, "delete", "pod", name, "--wait=false"])?;
+    let deadline = Instant::now() + timeout;
+    while follow.try_wait()?.is_none() {
+        if Instant::now() > deadline {
+            follow.kill().ok();
+            anyhow::bail!("load pod {name} did not finish within {timeout:?} of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let log = reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("the log reader panicked"))??;
+    load_summary(&log)
 }
 
 /// Waits until every Deployment of the Helm release `instance` in `ns` has rolled out and is

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use payplane_e2e::{
-    helm::charts_dir,
+    helm::install_platform,
     kube::{helm_run, kubectl, require_cluster, required_env, wait_for},
     platform::{assert_no_failed_payment, is_ready, load_pod_result, start_load_pod, wait_for_deployments},
 };
@@ -67,11 +67,7 @@ impl Env {
     }
 
     fn install(&self) -> Result<Duration> {
-        let chart = charts_dir().join("payplane");
         let sets = [
-            format!("global.image.tag={}", self.tag),
-            format!("global.image.registry={}", self.registry),
-            "global.database.existingSecret=payplane-db".to_string(),
             // No tracing: the machine is shared, and the HPA is what is measured.
             "global.otel.endpoint=".to_string(),
             "gateway.autoscaling.enabled=true".to_string(),
@@ -85,22 +81,13 @@ impl Env {
             "accounting.replicaCount=1".to_string(),
             "settlement.replicaCount=1".to_string(),
         ];
-        let mut args = vec![
-            "upgrade",
-            "--install",
-            RELEASE,
-            chart.to_str().unwrap(),
-            "-n",
-            &self.ns,
-            "--wait",
-            "--timeout",
-            "5m",
-        ];
+        let mut args = vec!["--wait", "--timeout", "5m"];
         for s in &sets {
             args.extend(["--set", s.as_str()]);
         }
         let start = Instant::now();
-        helm_run(&args).with_context(|| format!("helm upgrade --install; pods:\n{}", self.pods_table()))?;
+        install_platform(RELEASE, &self.ns, &self.tag, &self.registry, &args)
+            .with_context(|| format!("helm upgrade --install; pods:\n{}", self.pods_table()))?;
         Ok(start.elapsed())
     }
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use payplane_e2e::{
-    helm::charts_dir,
+    helm::install_platform,
     kube::{helm_run, kubectl, require_cluster, required_env, wait_for},
     platform::{
         assert_no_failed_payment, curl_json, is_ready, load_pod_result, start_load_pod, wait_for_deployments,
@@ -53,27 +53,15 @@ impl Env {
 
     /// `helm upgrade --install` with the images of `tag`; returns how long it took.
     fn install(&self, tag: &str) -> Result<Duration> {
-        let chart = charts_dir().join("payplane");
         let start = Instant::now();
-        helm_run(&[
-            "upgrade",
-            "--install",
+        let otel = format!("global.otel.endpoint={}", self.otlp);
+        install_platform(
             RELEASE,
-            chart.to_str().unwrap(),
-            "-n",
             &self.ns,
-            "--set",
-            &format!("global.image.tag={tag}"),
-            "--set",
-            &format!("global.image.registry={}", self.registry),
-            "--set",
-            "global.database.existingSecret=payplane-db",
-            "--set",
-            &format!("global.otel.endpoint={}", self.otlp),
-            "--wait",
-            "--timeout",
-            "5m",
-        ])
+            tag,
+            &self.registry,
+            &["--set", &otel, "--wait", "--timeout", "5m"],
+        )
         .with_context(|| format!("helm upgrade --install (tag {tag}); pods:\n{}", self.pods_table()))?;
         Ok(start.elapsed())
     }
