@@ -95,9 +95,7 @@ pub async fn close_and_reconcile(settlement: &str, channel: &str) -> Result<Vec<
 /// The platform's payment invariants (see `payplane_gateway::checker`): the gateway's database
 /// at `gateway_db` against the ledger, settlement and the channels.
 pub async fn check_invariants(gateway_db: &str, endpoints: &Endpoints) -> Result<Report> {
-    let pool = PgPool::connect(gateway_db)
-        .await
-        .with_context(|| format!("the gateway's database {}", redact(gateway_db)))?;
+    let pool = connect(gateway_db).await?;
     let report = checker::check(&pool, endpoints).await;
     pool.close().await;
     report
@@ -105,12 +103,16 @@ pub async fn check_invariants(gateway_db: &str, endpoints: &Endpoints) -> Result
 
 /// Waits until the gateway has no payment or refund in flight (its recovery loop finished them).
 pub async fn wait_until_final(gateway_db: &str, timeout: std::time::Duration) -> Result<()> {
-    let pool = PgPool::connect(gateway_db)
-        .await
-        .with_context(|| format!("the gateway's database {}", redact(gateway_db)))?;
+    let pool = connect(gateway_db).await?;
     let result = checker::wait_until_final(&pool, timeout).await;
     pool.close().await;
     result
+}
+
+async fn connect(gateway_db: &str) -> Result<PgPool> {
+    PgPool::connect(gateway_db)
+        .await
+        .with_context(|| format!("the gateway's database {}", redact(gateway_db)))
 }
 
 /// A PostgreSQL URL without its password, for messages.
