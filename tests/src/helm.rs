@@ -1,16 +1,13 @@
 //! Runs the real `helm` binary on the charts in `charts/` and parses what it renders.
 
-use std::{
-    path::{Path, PathBuf},
-    process::Command,
-};
+use std::{path::PathBuf, process::Command};
 
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
 /// The repository's `charts/` directory.
 pub fn charts_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts")
+    payplane_testkit::package_dir().join("../charts")
 }
 
 /// The helm binary: `$HELM` (ci/test sets it from `ci/charts helm`), else `helm` on PATH.

@@ -388,8 +388,7 @@ async fn release_watch_promote_abort_retry_and_undo() {
 async fn approve_needs_another_person_and_rbac_refusals_name_the_verb() {
     let p = Platform::start("cli-approve").await;
     let admin = p.ns.client.clone();
-    let dir =
-        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../charts/rollout-controller/policies");
+    let dir = payplane_testkit::package_dir().join("../../charts/rollout-controller/policies");
     cluster::apply_admission_policies(
         &admin,
         MANAGER,

@@ -4,10 +4,13 @@
 
 use std::process::{Command, Output};
 
-const FIXTURE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../delivery/tests/fixtures/releases-30d.json"
-);
+/// The 30-day fixture of the delivery crate.
+fn fixture() -> String {
+    payplane_testkit::package_dir()
+        .join("../delivery/tests/fixtures/releases-30d.json")
+        .display()
+        .to_string()
+}
 const WINDOW: [&str; 4] = ["--since", "30d", "--until", "2026-10-31T00:00:00Z"];
 
 fn payplane(args: &[&str]) -> Output {
@@ -29,7 +32,8 @@ fn ok(args: &[&str]) -> String {
 }
 
 fn report(format: &str) -> String {
-    let mut args = vec!["report", "--from", FIXTURE, "--format", format];
+    let from = fixture();
+    let mut args = vec!["report", "--from", &from, "--format", format];
     args.extend(WINDOW);
     ok(&args)
 }
@@ -158,10 +162,11 @@ settlement,{w},3,0.1,3,108000,228960,4,1,0.25,1,360
 
 #[test]
 fn service_filter_and_unknown_service() {
+    let from = fixture();
     let mut args = vec![
         "report",
         "--from",
-        FIXTURE,
+        &from,
         "--service",
         "settlement",
         "--format",
@@ -174,7 +179,7 @@ fn service_filter_and_unknown_service() {
         "\n(all),2026-10-01T00:00:00Z,2026-10-31T00:00:00Z,30,3,0.1,3,108000,228960,4,1,0.25,1,360\n"
     ));
 
-    let out = payplane(&["report", "--from", FIXTURE, "--service", "ledger"]);
+    let out = payplane(&["report", "--from", &fixture(), "--service", "ledger"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -187,12 +192,12 @@ fn service_filter_and_unknown_service() {
 
 #[test]
 fn audit_shows_the_trail_of_the_latest_or_a_chosen_release() {
-    let text = ok(&["audit", "accounting", "--from", FIXTURE]);
+    let text = ok(&["audit", "accounting", "--from", &fixture()]);
     assert!(
         text.starts_with("accounting release 17 ("),
         "latest by default:\n{text}"
     );
-    let text = ok(&["audit", "settlement", "--release", "21", "--from", FIXTURE]);
+    let text = ok(&["audit", "settlement", "--release", "21", "--from", &fixture()]);
     assert!(text.contains(": RolledBack\n"), "{text}");
     assert!(
         text.contains("failure: analysis latency-p99 failed (scrape = 2.4)"),
@@ -225,7 +230,7 @@ fn audit_shows_the_trail_of_the_latest_or_a_chosen_release() {
         "--format",
         "json",
         "--from",
-        FIXTURE,
+        &fixture(),
     ]))
     .unwrap();
     assert_eq!(json["record"]["outcome"], "RolledBack");
@@ -233,7 +238,7 @@ fn audit_shows_the_trail_of_the_latest_or_a_chosen_release() {
     assert_eq!(json["events"][7]["kind"], "Undone");
     assert_eq!(json["events"][7]["actor"], "carol");
 
-    let out = payplane(&["audit", "accounting", "--release", "99", "--from", FIXTURE]);
+    let out = payplane(&["audit", "accounting", "--release", "99", "--from", &fixture()]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -244,7 +249,7 @@ fn audit_shows_the_trail_of_the_latest_or_a_chosen_release() {
 
 #[test]
 fn history_is_one_line_per_release() {
-    let text = ok(&["history", "routing", "--from", FIXTURE]);
+    let text = ok(&["history", "routing", "--from", &fixture()]);
     let lines: Vec<Vec<&str>> = text.lines().map(|l| l.split_whitespace().collect()).collect();
     assert_eq!(
         lines[0],

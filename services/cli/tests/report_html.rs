@@ -4,10 +4,13 @@
 
 use std::{collections::BTreeMap, path::PathBuf, process::Command};
 
-const FIXTURE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../delivery/tests/fixtures/releases-30d.json"
-);
+/// The 30-day fixture of the delivery crate.
+fn fixture() -> String {
+    payplane_testkit::package_dir()
+        .join("../delivery/tests/fixtures/releases-30d.json")
+        .display()
+        .to_string()
+}
 
 fn chromium() -> PathBuf {
     for name in ["chromium", "chromium-browser", "google-chrome"] {
@@ -62,7 +65,7 @@ fn the_browser_shows_the_fixture_numbers_in_the_charts_and_the_table() {
         .args([
             "report",
             "--from",
-            FIXTURE,
+            &fixture(),
             "--since",
             "2026-10-01",
             "--until",

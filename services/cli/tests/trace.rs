@@ -9,7 +9,6 @@
 
 use std::{
     collections::BTreeSet,
-    path::PathBuf,
     process::Output,
     time::{Duration, Instant},
 };
@@ -59,7 +58,7 @@ impl Platform {
             env.extend_from_slice(extra);
             env
         };
-        let policy = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../routing/policy/default.yaml");
+        let policy = payplane_testkit::package_dir().join("../routing/policy/default.yaml");
         let routing = ServiceProcess::start(
             "routing",
             &common(&[("POLICY_FILE", policy.display().to_string())]),

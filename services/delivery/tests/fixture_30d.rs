@@ -48,7 +48,9 @@ use payplane_delivery::{DeliveryFigures, Outcome, ReleaseEvent, fold};
 const H: f64 = 3600.0;
 
 fn events() -> Vec<ReleaseEvent> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/releases-30d.json");
+    // Read at run time: see payplane_testkit::package_dir.
+    let path = std::path::Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("run with cargo test"))
+        .join("tests/fixtures/releases-30d.json");
     let list: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     serde_json::from_value(list["items"].clone()).unwrap()
 }

@@ -1,11 +1,9 @@
 //! The committed CRDs must be what the Rust types generate: a change to `crd.rs` without
 //! re-running `crdgen` fails here.
 
-use std::path::PathBuf;
-
 #[test]
 fn committed_crds_match_the_types() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../charts/rollout-controller/crds");
+    let dir = payplane_testkit::package_dir().join("../../charts/rollout-controller/crds");
     for (file, generated) in payplane_rollout_controller::crd_files() {
         let path = dir.join(file);
         let committed = std::fs::read_to_string(&path).unwrap_or_else(|e| {

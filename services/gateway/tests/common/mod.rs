@@ -145,7 +145,7 @@ pub struct Platform {
 }
 
 fn routing_policy() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../routing/policy/default.yaml")
+    payplane_testkit::package_dir().join("../routing/policy/default.yaml")
 }
 
 impl Platform {

@@ -183,8 +183,7 @@ pub fn pause(duration: Option<&str>) -> CanaryStep {
 
 /// The admission policies and bindings shipped in charts/rollout-controller/policies/.
 pub async fn install_policies(client: &Client) {
-    let dir =
-        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../charts/rollout-controller/policies");
+    let dir = payplane_testkit::package_dir().join("../../charts/rollout-controller/policies");
     let files = [dir.join("release-identity.yaml"), dir.join("bindings.yaml")];
     cluster::apply_admission_policies(client, MANAGER, &files).await;
 }
