@@ -1,12 +1,14 @@
 //! The end of a business day on a running platform, as operations would do it: every settlement
 //! window with items is closed and reconciled against the channel simulator's statement for it,
 //! then the platform's payment invariants are checked from the outside (the same checker the
-//! services' own fault tests use: `payplane_gateway::checker`).
+//! services' own fault tests use: `payplane_gateway::checker`); balances a bad release wrote
+//! wrong are rewritten from the ledger's transfers.
 
 use anyhow::{Context, Result};
 use payplane_gateway::checker;
 pub use payplane_gateway::checker::{Endpoints, Report};
 use payplane_proto::{
+    accounting::v1::{RepairBalancesRequest, ledger_service_client::LedgerServiceClient},
     channel::v1::{
         ExportStatementRequest, StatementFormat as ChannelFormat,
         channel_service_client::ChannelServiceClient,
@@ -90,6 +92,44 @@ pub async fn close_and_reconcile(settlement: &str, channel: &str) -> Result<Vec<
         });
     }
     Ok(done)
+}
+
+/// What a balance repair rewrote.
+#[derive(Debug, Clone, Copy)]
+pub struct Repaired {
+    pub accounts: u64,
+    /// Minor units put back (after minus before, over every balance of every account listed).
+    pub units: i128,
+}
+
+/// Rewrites the balances that differ from the transfers (`RepairBalances` on `accounting`, a
+/// gRPC URL), keeping `reason` with each.
+pub async fn repair_balances(accounting: &str, reason: &str) -> Result<Repaired> {
+    let mut ledger = LedgerServiceClient::connect(accounting.to_owned())
+        .await
+        .with_context(|| format!("accounting at {accounting}"))?;
+    let done = ledger
+        .repair_balances(RepairBalancesRequest {
+            ledger: 0,
+            reason: reason.to_owned(),
+            dry_run: false,
+        })
+        .await
+        .context("RepairBalances")?
+        .into_inner();
+    let sum = |b: Option<payplane_proto::accounting::v1::Balances>| {
+        b.map(|b| {
+            i128::from(b.debits_pending)
+                + i128::from(b.debits_posted)
+                + i128::from(b.credits_pending)
+                + i128::from(b.credits_posted)
+        })
+        .unwrap_or_default()
+    };
+    Ok(Repaired {
+        accounts: done.repaired_count,
+        units: done.repairs.iter().map(|r| sum(r.after) - sum(r.before)).sum(),
+    })
 }
 
 /// The platform's payment invariants (see `payplane_gateway::checker`): the gateway's database

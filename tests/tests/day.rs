@@ -15,8 +15,10 @@
 //! 5. three bad versions of accounting (5% UNAVAILABLE, +100 ms, a ledger rounding bug that only
 //!    the invariant guard sees) are each rolled back by the controller on its own;
 //! 6. the load stops; every settlement window is closed and reconciled against the channel's
-//!    statement; the platform's invariants are checked (ledger sums to zero, every payment final,
-//!    every success settled exactly once, channel approvals match);
+//!    statement; the checker finds the rounding canary's damage in the ledger's balances (and
+//!    nothing else), the operator rewrites them from the transfers (`RepairBalances`), and the
+//!    platform's invariants hold (ledger sums to zero, every payment final, every success settled
+//!    exactly once, channel approvals match);
 //! 7. one payment's trace in Jaeger crosses all five services, each in its new version;
 //!    `payplane report` shows the day: five promotions, three change failures, three restores.
 //!
@@ -686,8 +688,9 @@ fn a_day_of_releases_under_payment_load() {
     }
     println!("trace {trace}: {versions:?} — {}/trace/{trace}", day.jaeger);
 
-    // 8. The end of the day: windows closed and reconciled, the invariants hold.
-    let (windows_closed, report) = day
+    // 8. The end of the day: windows closed and reconciled; the rounding canary's damage found by
+    //    the checker and repaired from the ledger's transfers; then every invariant holds.
+    let (windows_closed, damaged, repaired, report) = day
         .rt
         .block_on(async {
             endofday::wait_until_final(&day.gateway_db, Duration::from_secs(120))
@@ -701,8 +704,14 @@ fn a_day_of_releases_under_payment_load() {
                 settlement: settlement_url,
                 channel: channel_url,
             };
+            let damaged = endofday::check_invariants(&day.gateway_db, &endpoints).await?;
+            let repaired = endofday::repair_balances(
+                &endpoints.accounting,
+                "day: the ledger rounding-bug canary, rolled back",
+            )
+            .await?;
             let report = endofday::check_invariants(&day.gateway_db, &endpoints).await?;
-            anyhow::Ok((closed, report))
+            anyhow::Ok((closed, damaged, repaired, report))
         })
         .unwrap_or_else(|e| panic!("the end of the day: {e:#}"));
     assert!(!windows_closed.is_empty(), "no settlement window had items");
@@ -714,14 +723,32 @@ fn a_day_of_releases_under_payment_load() {
             w.window_id
         );
     }
+    // The rounding canary wrote balances a unit short while it served: the ledger, and nothing
+    // else, is out; the repair puts the lost units back.
+    println!("before the repair: {damaged}");
+    assert!(
+        !damaged.is_ok(),
+        "the rounding canary's lost units not seen: {damaged}"
+    );
+    assert!(
+        damaged
+            .violations
+            .iter()
+            .all(|v| v.starts_with("ledger") || v.starts_with("CheckInvariants")),
+        "violations besides the ledger's balances: {:#?}",
+        damaged.violations
+    );
+    assert!(repaired.accounts > 0 && repaired.units > 0, "{repaired:?}");
     println!("invariants: {report}");
     assert!(report.is_ok(), "invariant violations: {:#?}", report.violations);
     assert!(report.succeeded > 0 && report.pending == 0, "{report}");
     assert_eq!(report.settlement_items, report.succeeded, "{report}");
     figures.push(format!(
-        "end of day: {} windows closed and reconciled ({} items, 0 breaks); {report}",
+        "end of day: {} windows closed and reconciled ({} items, 0 breaks); the rounding canary's damage: {} minor units in {} accounts, rewritten from the transfers; {report}",
         windows_closed.len(),
-        windows_closed.iter().map(|w| w.items).sum::<u64>()
+        windows_closed.iter().map(|w| w.items).sum::<u64>(),
+        repaired.units,
+        repaired.accounts,
     ));
 
     // 9. The delivery report says what happened.

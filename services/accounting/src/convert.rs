@@ -6,10 +6,10 @@ use payplane_proto::accounting::v1 as pb;
 
 use crate::{
     domain::{
-        self, Account, AccountEvent, AccountFlags, BATCH_MAX, Id, Malformed, Transfer, TransferEvent,
-        TransferFlags,
+        self, Account, AccountEvent, AccountFlags, BATCH_MAX, Balances, Id, Malformed, Transfer,
+        TransferEvent, TransferFlags,
     },
-    store::{BalanceAt, Filter},
+    store::{BalanceAt, Filter, RepairReport},
 };
 
 /// Default and maximum page sizes of the history queries.
@@ -275,6 +275,55 @@ pub fn balance_to_pb(b: &BalanceAt) -> pb::AccountBalance {
         debits_posted: b.balances.debits_posted,
         credits_pending: b.balances.credits_pending,
         credits_posted: b.balances.credits_posted,
+    }
+}
+
+/// The longest reason a repair keeps.
+const REASON_MAX: usize = 200;
+
+/// RepairBalances: the ledger (`None`: every ledger) and the reason, trimmed.
+pub fn repair_request(req: &pb::RepairBalancesRequest) -> Result<(Option<u32>, String), Violations> {
+    let mut v = Violations::new();
+    let reason = req.reason.trim();
+    if reason.is_empty() {
+        v.add(
+            "reason",
+            "required: why the balances are rewritten (an incident or change reference)",
+        );
+    } else if reason.chars().count() > REASON_MAX {
+        v.add("reason", format!("at most {REASON_MAX} characters"));
+    }
+    if v.is_empty() {
+        Ok(((req.ledger != 0).then_some(req.ledger), reason.to_owned()))
+    } else {
+        Err(v)
+    }
+}
+
+fn balances_to_pb(b: &Balances) -> pb::Balances {
+    pb::Balances {
+        debits_pending: b.debits_pending,
+        debits_posted: b.debits_posted,
+        credits_pending: b.credits_pending,
+        credits_posted: b.credits_posted,
+    }
+}
+
+pub fn repair_to_pb(r: &RepairReport) -> pb::RepairBalancesResponse {
+    pb::RepairBalancesResponse {
+        repairs: r
+            .repairs
+            .iter()
+            .map(|b| pb::BalanceRepair {
+                account_id: id_string(b.account_id),
+                ledger: b.ledger,
+                before: Some(balances_to_pb(&b.before)),
+                after: Some(balances_to_pb(&b.after)),
+            })
+            .collect(),
+        repaired_count: r.repaired_count,
+        repaired_at: r.repaired_at,
+        dry_run: r.dry_run,
     }
 }
 

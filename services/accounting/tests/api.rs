@@ -342,3 +342,111 @@ async fn a_version_that_loses_a_minor_unit_is_caught_by_the_invariant_check_alon
         "{r:?}"
     );
 }
+
+/// After a bad version's rounding bug has been rolled back, its damage stays in the balances;
+/// the operator's repair rewrites them from the transfers (the ledger's record), records each
+/// change with its reason, and the check passes again. A dry run and a second repair change
+/// nothing; a repair without a reason is refused.
+#[tokio::test]
+async fn balances_a_fault_wrote_wrong_are_rewritten_from_the_transfers() {
+    let db = database("acct_repair").await;
+    let mut bad = start(&db, &[("FAULT_LOSE_MINOR_UNIT", "true".into())]).await;
+    let mut c = client(&bad).await;
+    let accounts = [1, 2, 3, 4].map(|id| account(id, if id == 4 { 2 } else { 1 }, AccountFlags::default()));
+    assert_eq!(create_accounts(&mut c, &accounts).await, vec![]);
+    for t in [
+        transfer(10, 1, 2, 500),
+        transfer(11, 2, 3, 200),
+        transfer(12, 3, 1, 50),
+    ] {
+        assert_eq!(create_transfers(&mut c, &[t]).await.unwrap(), vec![]);
+    }
+    // The rollback: the good version on the same database. The damage stays.
+    bad.kill();
+    let good = start(&db, &[]).await;
+    let mut c = client(&good).await;
+    let check = c
+        .check_invariants(pb::CheckInvariantsRequest { ledger: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!check.ok, "the lost units are still there: {check:?}");
+
+    let repair = |reason: &str, dry_run: bool| pb::RepairBalancesRequest {
+        ledger: 0,
+        reason: reason.into(),
+        dry_run,
+    };
+    let refused = c.repair_balances(repair("  ", false)).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert!(refused.message().contains("reason"), "{refused:?}");
+    let long = c
+        .repair_balances(repair(&"x".repeat(201), false))
+        .await
+        .unwrap_err();
+    assert!(long.message().contains("reason: at most 200"), "{long:?}");
+
+    let dry = c
+        .repair_balances(repair("INC-42 rounding canary", true))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(dry.dry_run && dry.repaired_count > 0, "{dry:?}");
+    assert!(
+        !c.check_invariants(pb::CheckInvariantsRequest { ledger: 0 })
+            .await
+            .unwrap()
+            .into_inner()
+            .ok
+    );
+
+    let done = c
+        .repair_balances(repair("INC-42 rounding canary", false))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(done.repaired_count, dry.repaired_count);
+    assert_eq!(done.repairs.len() as u64, done.repaired_count);
+    // Each repaired account now holds exactly what its transfers say; the other ledger's
+    // untouched account was never listed.
+    let expected = |id: u128| match id {
+        1 => (500, 50),
+        2 => (200, 500),
+        3 => (50, 200),
+        other => panic!("account {other} listed"),
+    };
+    for r in &done.repairs {
+        let id = uuid::Uuid::parse_str(&r.account_id).unwrap().as_u128();
+        let after = r.after.unwrap();
+        assert_eq!((after.debits_posted, after.credits_posted), expected(id), "{r:?}");
+        assert_ne!(r.before, r.after, "{r:?}");
+    }
+    for a in lookup_accounts(&mut c, &[1, 2, 3]).await {
+        assert_eq!((a.debits_posted, a.credits_posted), expected(a.id), "{a:?}");
+    }
+    assert_invariants(&mut c).await;
+    let again = c
+        .repair_balances(repair("INC-42 rounding canary", false))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.repaired_count, 0, "{again:?}");
+
+    // The record: one row per repaired account, with the reason and both balances.
+    let pool = sqlx::PgPool::connect(db.url()).await.unwrap();
+    let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT reason, before_credits_posted, after_credits_posted FROM balance_repairs ORDER BY account_id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(rows.len() as u64, done.repaired_count);
+    assert!(
+        rows.iter()
+            .all(|(reason, _, _)| reason == "INC-42 rounding canary"),
+        "{rows:?}"
+    );
+    // The bad version lost one unit of credits per write transaction: three transfers, three units.
+    let restored: i64 = rows.iter().map(|(_, before, after)| after - before).sum();
+    assert_eq!(restored, 3, "{rows:?}");
+}

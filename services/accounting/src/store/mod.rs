@@ -1,7 +1,9 @@
-//! PostgreSQL access: the group-commit writer, lookups, history queries and the invariant check.
+//! PostgreSQL access: the group-commit writer, lookups, history queries, the invariant check and
+//! the balance repair.
 //! Queries are checked at run time (no DATABASE_URL needed to build).
 
 mod committer;
+mod repair;
 mod rows;
 mod write;
 
@@ -11,6 +13,7 @@ use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
 pub use committer::{Committer, GroupConfig, Observer};
+pub use repair::{BalanceRepair, RepairReport};
 pub use write::{GroupStats, Job, JobResult, Phases};
 
 use crate::domain::{Account, Balances, Id, Transfer};
@@ -250,30 +253,10 @@ impl Store {
         }
         report.violation_count = report.violations.len() as u64;
 
-        // Each account's balances recomputed from its transfers: posted = plain and post
-        // transfers; pending = pending transfers still pending.
+        // Each account's balances against its transfers' sums.
         let mismatch_sql = format!(
-            "WITH legs AS ( \
-               SELECT t.debit_account_id AS account_id, \
-                 CASE WHEN t.flags & {hold} = 0 THEN t.amount ELSE 0 END AS dpo, \
-                 CASE WHEN p.state = 1 THEN t.amount ELSE 0 END AS dp, 0::bigint AS cpo, 0::bigint AS cp \
-               FROM transfers t LEFT JOIN pending_transfers p ON p.id = t.id \
-               UNION ALL \
-               SELECT t.credit_account_id, 0, 0, \
-                 CASE WHEN t.flags & {hold} = 0 THEN t.amount ELSE 0 END, \
-                 CASE WHEN p.state = 1 THEN t.amount ELSE 0 END \
-               FROM transfers t LEFT JOIN pending_transfers p ON p.id = t.id), \
-             sums AS (SELECT account_id, sum(dp) AS dp, sum(dpo) AS dpo, sum(cp) AS cp, sum(cpo) AS cpo \
-               FROM legs GROUP BY account_id), \
-             bad AS (SELECT a.id, a.ledger, a.debits_pending, a.debits_posted, a.credits_pending, a.credits_posted, \
-                 coalesce(s.dp, 0)::text AS sdp, coalesce(s.dpo, 0)::text AS sdpo, \
-                 coalesce(s.cp, 0)::text AS scp, coalesce(s.cpo, 0)::text AS scpo \
-               FROM accounts a LEFT JOIN sums s ON s.account_id = a.id \
-               WHERE ($1 < 0 OR a.ledger = $1) AND (a.debits_pending <> coalesce(s.dp, 0) \
-                 OR a.debits_posted <> coalesce(s.dpo, 0) OR a.credits_pending <> coalesce(s.cp, 0) \
-                 OR a.credits_posted <> coalesce(s.cpo, 0))) \
-             SELECT *, count(*) OVER () AS total FROM bad ORDER BY id LIMIT $2",
-            hold = crate::domain::TRANSFER_FLAG_PENDING | crate::domain::TRANSFER_FLAG_VOID
+            "{} SELECT *, count(*) OVER () AS total FROM bad ORDER BY id LIMIT $2",
+            repair::mismatched_accounts()
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(mismatch_sql))
             .bind(ledger_filter)
