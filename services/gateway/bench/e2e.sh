@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# End-to-end payments/s: starts routing, accounting, settlement, channel-sim and the gateway
-# (target/debug unless B is set) on ports 5205x with fresh databases, runs `payplane load "$@"`,
-# then prints the gateway's saga step time by action. Needs `ci/devenv up` and the binaries built.
+# End-to-end payments/s: starts routing, accounting, settlement, channel-sim and the gateway on
+# ports 5205x with fresh databases, runs `payplane load "$@"`, then prints the gateway's saga step
+# time by action. Binaries: the debug builds of the target directory, or those in $B (e.g.
+# B=$CARGO_TARGET_DIR/release). Needs `ci/devenv up` and the binaries built. RATIO: the trace
+# sampling ratio (0.01).
 set -euo pipefail
-cd /work/main
+cd "$(dirname "${BASH_SOURCE[0]}")/../../.."
 eval "$(ci/devenv env)"
-B=${B:-target/debug}
+B=${B:-${CARGO_TARGET_DIR:-${PAYPLANE_CACHE:-$HOME/.cache/payplane}/target}/debug}
 base=${DATABASE_URL%/*}
 for db in bench_gw bench_acc bench_set; do
   psql "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
