@@ -24,5 +24,28 @@ GRPC_ADDR=127.0.0.1:52051 ADMIN_ADDR=127.0.0.1:52091 DATABASE_URL=$base/bench_gw
   ROUTING_URL=http://127.0.0.1:52052 ACCOUNTING_URL=http://127.0.0.1:52053 SETTLEMENT_URL=http://127.0.0.1:52054 CHANNEL_URL=http://127.0.0.1:52055 \
   $B/gateway & pids+=($!)
 sleep 3
+# Where the CPU goes: user + system time of each process over the load, from /proc.
+hz=$(getconf CLK_TCK)
+names=(routing accounting settlement channel-sim gateway)
+postmaster=$(head -1 "${PAYPLANE_STATE:-/var/tmp/payplane}/devenv/postgres/data/postmaster.pid")
+ticks() { local t=0 p; for p in "$@"; do [ -r "/proc/$p/stat" ] && t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
+snapshot() {
+  local i
+  for i in "${!pids[@]}"; do ticks "${pids[$i]}"; done
+  # shellcheck disable=SC2046
+  ticks "$postmaster" $(pgrep -P "$postmaster")
+  # shellcheck disable=SC2046
+  ticks $(pgrep -f devenv/jaeger/config)
+}
+mapfile -t before < <(snapshot)
+load_before=$(awk '{print $16 + $17}' /proc/$$/stat)
 $B/payplane load --gateway http://127.0.0.1:52051 "$@" --no-progress
+load_after=$(awk '{print $16 + $17}' /proc/$$/stat)
+mapfile -t after < <(snapshot)
+echo "CPU seconds during the load, by process (user + system):"
+labels=("${names[@]}" postgres jaeger)
+for i in "${!labels[@]}"; do
+  printf '  %-12s %8.2f\n' "${labels[$i]}" "$(echo "(${after[$i]} - ${before[$i]}) / $hz" | bc -l)"
+done
+printf '  %-12s %8.2f\n' "load tool" "$(echo "($load_after - $load_before) / $hz" | bc -l)"
 curl -s 127.0.0.1:52091/metrics | grep -E '^gateway_saga_step_duration_seconds_(sum|count)' | sed 's/{[^}]*action="\([a-z_]*\)"[^}]*result="ok"[^}]*}/ \1/' | grep -v 'result=' | sort
