@@ -48,4 +48,7 @@ for i in "${!labels[@]}"; do
   printf '  %-12s %8.2f\n' "${labels[$i]}" "$(echo "(${after[$i]} - ${before[$i]}) / $hz" | bc -l)"
 done
 printf '  %-12s %8.2f\n' "load tool" "$(echo "($load_after - $load_before) / $hz" | bc -l)"
+echo "PostgreSQL work by database (fresh databases: the whole run):"
+psql "$DATABASE_URL" -qAt -F ' ' -c "SELECT rpad(datname, 10), 'commits', xact_commit, 'inserted', tup_inserted, \
+  'updated', tup_updated, 'fetched', tup_fetched FROM pg_stat_database WHERE datname IN ('bench_gw', 'bench_acc', 'bench_set') ORDER BY 1" | sed 's/^/  /'
 curl -s 127.0.0.1:52091/metrics | grep -E '^gateway_saga_step_duration_seconds_(sum|count)' | sed 's/{[^}]*action="\([a-z_]*\)"[^}]*result="ok"[^}]*}/ \1/' | grep -v 'result=' | sort
