@@ -8,7 +8,7 @@
 use sqlx::{Postgres, Row, Transaction};
 use uuid::Uuid;
 
-use super::{Store, rows::uuid};
+use super::{Store, rows::uuid, write::set_balances};
 use crate::domain::{Balances, Id, TRANSFER_FLAG_PENDING, TRANSFER_FLAG_VOID};
 
 /// At most this many repairs are returned; all are applied and recorded.
@@ -172,20 +172,9 @@ async fn rewrite(
     let ids: Vec<Uuid> = repairs.iter().map(|r| uuid(r.account_id)).collect();
     let ledgers: Vec<i64> = repairs.iter().map(|r| i64::from(r.ledger)).collect();
     let [bdp, bdpo, bcp, bcpo] = columns(repairs.iter().map(|r| &r.before));
-    let [adp, adpo, acp, acpo] = columns(repairs.iter().map(|r| &r.after));
-    sqlx::query(
-        "UPDATE accounts a SET debits_pending = u.dp, debits_posted = u.dpo, \
-           credits_pending = u.cp, credits_posted = u.cpo \
-         FROM UNNEST($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[]) \
-           AS u(id, dp, dpo, cp, cpo) WHERE a.id = u.id",
-    )
-    .bind(&ids)
-    .bind(&adp)
-    .bind(&adpo)
-    .bind(&acp)
-    .bind(&acpo)
-    .execute(&mut **tx)
-    .await?;
+    let after = columns(repairs.iter().map(|r| &r.after));
+    set_balances(tx, &ids, &after).await?;
+    let [adp, adpo, acp, acpo] = after;
     sqlx::query(
         "INSERT INTO balance_repairs (account_id, timestamp, ledger, reason, \
            before_debits_pending, before_debits_posted, before_credits_pending, before_credits_posted, \

@@ -332,19 +332,7 @@ async fn write_changes(
             // The injected rounding bug: one account's posted credits come out a unit short.
             *first -= 1;
         }
-        sqlx::query(
-            "UPDATE accounts a SET debits_pending = u.dp, debits_posted = u.dpo, \
-               credits_pending = u.cp, credits_posted = u.cpo \
-             FROM UNNEST($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[]) \
-               AS u(id, dp, dpo, cp, cpo) WHERE a.id = u.id",
-        )
-        .bind(&ids)
-        .bind(&dp)
-        .bind(&dpo)
-        .bind(&cp)
-        .bind(&cpo)
-        .execute(&mut **tx)
-        .await?;
+        set_balances(tx, &ids, &[dp, dpo, cp, cpo]).await?;
     }
 
     if !changes.history.is_empty() {
@@ -371,6 +359,29 @@ async fn write_changes(
         .execute(&mut **tx)
         .await?;
     }
+    Ok(())
+}
+
+/// Sets the balances (debits pending, debits posted, credits pending, credits posted) of the
+/// accounts `ids`, in one statement whatever their number.
+pub(super) async fn set_balances(
+    tx: &mut Transaction<'static, Postgres>,
+    ids: &[Uuid],
+    [dp, dpo, cp, cpo]: &[Vec<i64>; 4],
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE accounts a SET debits_pending = u.dp, debits_posted = u.dpo, \
+           credits_pending = u.cp, credits_posted = u.cpo \
+         FROM UNNEST($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[]) \
+           AS u(id, dp, dpo, cp, cpo) WHERE a.id = u.id",
+    )
+    .bind(ids)
+    .bind(dp)
+    .bind(dpo)
+    .bind(cp)
+    .bind(cpo)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
