@@ -199,16 +199,7 @@ impl Store {
         ledger: Option<u32>,
         grace: Duration,
     ) -> Result<InvariantReport, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            .execute(&mut *tx)
-            .await?;
-        let checked_at: i64 = sqlx::query_scalar(
-            "SELECT GREATEST(last_timestamp, (extract(epoch FROM clock_timestamp()) * 1000000000)::bigint) \
-             FROM ledger_clock WHERE id = 1",
-        )
-        .fetch_one(&mut *tx)
-        .await?;
+        let (mut tx, checked_at) = self.snapshot().await?;
         let ledger_filter = ledger.map(i64::from).unwrap_or(-1);
         let mut report = InvariantReport {
             checked_at: checked_at as u64,
@@ -350,6 +341,23 @@ impl Store {
         report.violations.truncate(VIOLATIONS_LISTED as usize);
         tx.commit().await?;
         Ok(report)
+    }
+}
+
+impl Store {
+    /// A read-only transaction on one consistent snapshot, and the ledger time it stands for.
+    async fn snapshot(&self) -> Result<(sqlx::Transaction<'static, sqlx::Postgres>, i64), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        let at = sqlx::query_scalar(
+            "SELECT GREATEST(last_timestamp, (extract(epoch FROM clock_timestamp()) * 1000000000)::bigint) \
+             FROM ledger_clock WHERE id = 1",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        Ok((tx, at))
     }
 }
 

@@ -8,7 +8,11 @@
 use sqlx::{Postgres, Row, Transaction};
 use uuid::Uuid;
 
-use super::{Store, rows::uuid, write::set_balances};
+use super::{
+    Store,
+    rows::uuid,
+    write::{advance_clock, set_balances},
+};
 use crate::domain::{Balances, Id, TRANSFER_FLAG_PENDING, TRANSFER_FLAG_VOID};
 
 /// At most this many repairs are returned; all are applied and recorded.
@@ -71,33 +75,19 @@ impl Store {
         reason: &str,
         dry_run: bool,
     ) -> Result<RepairReport, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        let repaired_at: i64 = if dry_run {
-            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query_scalar(
-                "SELECT GREATEST(last_timestamp, (extract(epoch FROM clock_timestamp()) * 1000000000)::bigint) \
-                 FROM ledger_clock WHERE id = 1",
-            )
-            .fetch_one(&mut *tx)
-            .await?
+        let (mut tx, repaired_at) = if dry_run {
+            self.snapshot().await?
         } else {
-            sqlx::query_scalar(
-                "UPDATE ledger_clock SET last_timestamp = \
-                   GREATEST(last_timestamp, (extract(epoch FROM clock_timestamp()) * 1000000000)::bigint) + 1 \
-                 WHERE id = 1 RETURNING last_timestamp",
-            )
-            .fetch_one(&mut *tx)
-            .await?
+            let mut tx = self.pool.begin().await?;
+            let at = advance_clock(&mut tx, 1).await?;
+            (tx, at)
         };
-        let repairs = mismatched(&mut tx, ledger).await?;
+        let mut repairs = mismatched(&mut tx, ledger).await?;
         if !dry_run && !repairs.is_empty() {
             rewrite(&mut tx, &repairs, repaired_at, reason).await?;
         }
         tx.commit().await?;
         let repaired_count = repairs.len() as u64;
-        let mut repairs = repairs;
         repairs.truncate(REPAIRS_LISTED);
         Ok(RepairReport {
             repairs,

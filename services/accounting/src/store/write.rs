@@ -86,14 +86,7 @@ pub async fn apply_group(
     let mut tx = pool.begin().await?;
     // The clock row is the first lock every write transaction takes: writes of all replicas are
     // totally ordered, so everything read below is the latest committed state and stays so.
-    let last: i64 = sqlx::query_scalar(
-        "UPDATE ledger_clock SET last_timestamp = \
-           GREATEST(last_timestamp, (extract(epoch FROM clock_timestamp()) * 1000000000)::bigint) + $1 \
-         WHERE id = 1 RETURNING last_timestamp",
-    )
-    .bind(reserve)
-    .fetch_one(&mut *tx)
-    .await?;
+    let last = advance_clock(&mut tx, reserve).await?;
     let mut clock = Clock::new((last - reserve + 1) as u64, last as u64);
     let now = clock.tick();
     phases.lock = lap();
@@ -360,6 +353,22 @@ async fn write_changes(
         .await?;
     }
     Ok(())
+}
+
+/// Takes the ledger clock's row lock (every write transaction's first) and reserves `n`
+/// timestamps, the last of which it returns.
+pub(super) async fn advance_clock(
+    tx: &mut Transaction<'static, Postgres>,
+    n: i64,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "UPDATE ledger_clock SET last_timestamp = \
+           GREATEST(last_timestamp, (extract(epoch FROM clock_timestamp()) * 1000000000)::bigint) + $1 \
+         WHERE id = 1 RETURNING last_timestamp",
+    )
+    .bind(n)
+    .fetch_one(&mut **tx)
+    .await
 }
 
 /// Sets the balances (debits pending, debits posted, credits pending, credits posted) of the
